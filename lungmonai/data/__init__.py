@@ -1,0 +1,1 @@
+"""Datasets and samplers over the prepared candidate table and split."""

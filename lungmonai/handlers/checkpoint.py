@@ -1,0 +1,71 @@
+"""The last-epoch checkpoint that lets a killed run continue where it stopped.
+
+MONAI's CheckpointSaver names periodic checkpoints by epoch, so a resuming run would have to
+guess the newest; this handler keeps exactly one file, replaced atomically every epoch, holding
+everything a continuation needs (network, optimizer, scheduler, trainer epoch/iteration, samples
+seen). Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temp file in the same directory, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+class ResumableCheckpoint:
+    """Save ``objects`` to ``path`` after every epoch; with ``resume`` load them when the run starts.
+
+    ``objects`` maps names to anything with ``state_dict``/``load_state_dict``; the trainer itself
+    is added on ``attach`` so its epoch and iteration counters are restored too.
+    """
+
+    def __init__(self, path: str | Path, objects: dict[str, Any], resume: bool = False) -> None:
+        self.path = Path(path)
+        self.objects = dict(objects)
+        self.resume = resume
+
+    def attach(self, engine: Engine) -> None:
+        self.objects.setdefault("trainer", engine)
+        engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+
+    def save(self, engine: Engine) -> None:
+        if idist.get_rank() != 0:
+            return
+        atomic_torch_save({name: obj.state_dict() for name, obj in self.objects.items()}, self.path)
+
+    def load(self, engine: Engine) -> None:
+        if not self.resume:
+            return
+        if not self.path.is_file():
+            logger.warning("resume asked but %s does not exist: starting from scratch", self.path)
+            return
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        missing = [name for name in self.objects if name not in state]
+        if missing:
+            raise ValueError(f"{self.path}: checkpoint lacks {missing}; it was not written by this bundle")
+        max_epochs = engine.state.max_epochs
+        for name, obj in self.objects.items():
+            target = obj.module if hasattr(obj, "module") and name == "network" else obj
+            target.load_state_dict(state[name])
+        # A resumed run may be asked to go further than the one that wrote the checkpoint.
+        engine.state.max_epochs = max(max_epochs or 0, engine.state.epoch)
+        logger.info("resumed from %s at epoch %d, iteration %d", self.path, engine.state.epoch, engine.state.iteration)
