@@ -1,0 +1,36 @@
+"""``read_ct``: one entry point for every CT format the pipeline meets.
+
+Dispatch is on the path alone (directory, or file extension) so that the error for a wrong
+path is immediate and names the path, before any format-specific parsing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lungmonai.io.dicom import read_dicom_series
+from lungmonai.io.errors import CTReadError
+from lungmonai.io.metaimage import read_metaimage
+from lungmonai.io.nifti import read_nifti
+from lungmonai.io.volume import CTVolume
+
+SUPPORTED = ".mhd (.raw/.zraw), .mha, .nii, .nii.gz, or a directory of DICOM files"
+
+
+def read_ct(path: str | Path) -> CTVolume:
+    """Read a CT scan as int16 HU (index, row, col) with ITK geometry.
+
+    Raises :class:`CTReadError` (a ``ValueError``) whose message starts with ``path``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_dicom_series(path)
+    if not path.exists():
+        raise CTReadError(path, "file not found")
+    name = path.name.lower()
+    if name.endswith((".mhd", ".mha")):
+        return read_metaimage(path)
+    if name.endswith((".nii", ".nii.gz")):
+        return read_nifti(path)
+    extension = "".join(path.suffixes) or "(none)"
+    raise CTReadError(path, f"unknown extension {extension}; expected {SUPPORTED}")
