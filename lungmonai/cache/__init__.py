@@ -1,0 +1,24 @@
+"""Crop and volume cache: written once per series, memory-mapped for every training read."""
+
+from lungmonai.cache.build import BuildReport, CacheBuildError, build_cache, build_series_entry
+from lungmonai.cache.crops import (
+    CacheMissError,
+    CacheParams,
+    CropCache,
+    clip_hu,
+    entry_key,
+    extract_crop,
+)
+
+__all__ = [
+    "BuildReport",
+    "CacheBuildError",
+    "CacheMissError",
+    "CacheParams",
+    "CropCache",
+    "build_cache",
+    "build_series_entry",
+    "clip_hu",
+    "entry_key",
+    "extract_crop",
+]

@@ -1,0 +1,109 @@
+"""Atomic file writes: write a temp file in the destination's directory, then ``os.replace``.
+
+A reader (or a rerun after a crash) then sees either the old file or the complete new one,
+never a half-written file. The temp file lives in the same directory because ``os.replace``
+is only atomic within one filesystem. Temp names start with a dot and end in ``.tmp`` so
+that :func:`remove_stale_temps` can clean what a killed process left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself (POSIX); best effort where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool = True, **open_kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temp file next to ``path`` for writing; on clean exit it replaces ``path``.
+
+    On an exception the temp file is removed and ``path`` is left as it was.
+    """
+    if not any(flag in mode for flag in "wx"):
+        raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, mode.replace("x", "w"), **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
+    with atomic_open(path, "wb", fsync=fsync) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> Path:
+    with atomic_open(path, "w", fsync=fsync, encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2, fsync: bool = True) -> Path:
+    """JSON with a trailing newline; NaN/inf are refused because they are not JSON."""
+    text = json.dumps(obj, indent=indent, allow_nan=False) + "\n"
+    return atomic_write_text(path, text, fsync=fsync)
+
+
+def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray, *, fsync: bool = True) -> Path:
+    """``np.save`` through a file object, so numpy does not append a second ``.npy``."""
+    with atomic_open(path, "wb", fsync=fsync) as handle:
+        np.save(handle, np.asarray(array), allow_pickle=False)
+    return Path(path)
+
+
+def atomic_write_csv(path: str | os.PathLike[str], frame: pd.DataFrame, *, fsync: bool = True, **to_csv_kwargs: Any) -> Path:
+    """``DataFrame.to_csv`` (index off unless asked) written atomically."""
+    to_csv_kwargs.setdefault("index", False)
+    with atomic_open(path, "w", fsync=fsync, encoding="utf-8", newline="") as handle:
+        frame.to_csv(handle, **to_csv_kwargs)
+    return Path(path)
+
+
+def remove_stale_temps(directory: str | os.PathLike[str]) -> int:
+    """Delete temp files a killed writer left in ``directory``; returns how many."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for tmp in directory.glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed += 1
+    return removed

@@ -1,0 +1,266 @@
+"""Crop extraction and the on-disk crop/volume cache that training reads from.
+
+Layout, one directory per series under ``cache_dir/series/<series_uid>/``:
+``crops.npy`` (N, 32, 48, 48) int16, row k = candidate ``series_row == k``;
+``volume.npy`` (I, R, C) int16, the whole clipped volume; ``entry.json``, the sidecar.
+The sidecar is written last and holds the entry key (source identity + crop parameters +
+hash of the candidate centres): it is the commit marker, so data files without a matching
+sidecar are never trusted. Reads go through ``np.load(mmap_mode="r")``: a training step
+touches one crop, not the whole file, and the OS page cache is shared by DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lungmonai.cache.source import source_identity
+from lungmonai.io.volume import Geometry
+
+CACHE_FORMAT = 1
+CROPS_FILE = "crops.npy"
+VOLUME_FILE = "volume.npy"
+ENTRY_FILE = "entry.json"
+DEFAULT_CROP_SHAPE = (32, 48, 48)
+DEFAULT_HU_CLIP = (-1000, 1000)
+
+
+class CacheMissError(LookupError):
+    """The cache holds no valid entry for a series (never built, half built, or other params)."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a dict key
+        return str(self.args[0]) if self.args else ""
+
+
+def round_half_up(center_irc: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Nearest voxel index, rounding halves up as ITK's ``TransformPhysicalPointToIndex`` does."""
+    return np.floor(np.asarray(center_irc, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+def extract_crop(
+    hu: np.ndarray,
+    center_irc: Sequence[float] | np.ndarray,
+    crop_shape: Sequence[int] = DEFAULT_CROP_SHAPE,
+    pad_value: int | float = -1000,
+) -> np.ndarray:
+    """The ``crop_shape`` box centred on ``center_irc``, padded with ``pad_value`` outside ``hu``.
+
+    Voxel ``center - shape // 2`` is the crop's first voxel along each axis (the book's
+    convention for even sizes). Near a border the crop is padded, never shifted: crop voxel
+    ``(a, b, c)`` is always volume voxel ``start + (a, b, c)``, so the candidate stays at the
+    crop centre and positional labels (e.g. a nodule mask) keep lining up. Pure function,
+    used for cache builds and for uncached inference alike. Returns a new array, ``hu``'s dtype.
+    """
+    if hu.ndim != 3:
+        raise ValueError(f"expected a 3D (index,row,col) volume, got shape {hu.shape}")
+    shape = np.asarray(tuple(int(s) for s in crop_shape), dtype=np.int64)
+    if shape.shape != (3,) or np.any(shape <= 0):
+        raise ValueError(f"crop_shape must be three positive sizes, got {crop_shape}")
+    center = round_half_up(center_irc).reshape(3)
+    start = center - shape // 2
+    stop = start + shape
+    out = np.full(tuple(shape), pad_value, dtype=hu.dtype)
+    src_lo = np.maximum(start, 0)
+    src_hi = np.minimum(stop, hu.shape)
+    if np.all(src_hi > src_lo):
+        dst_lo = src_lo - start
+        dst_hi = dst_lo + (src_hi - src_lo)
+        out[dst_lo[0] : dst_hi[0], dst_lo[1] : dst_hi[1], dst_lo[2] : dst_hi[2]] = hu[
+            src_lo[0] : src_hi[0], src_lo[1] : src_hi[1], src_lo[2] : src_hi[2]
+        ]
+    return out
+
+
+def clip_hu(hu: np.ndarray, hu_clip: Sequence[int] = DEFAULT_HU_CLIP) -> np.ndarray:
+    """Clip to the HU window, keeping int16 (the window fits, and halves the cache)."""
+    lo, hi = (int(v) for v in hu_clip)
+    return np.clip(hu, lo, hi).astype(np.int16, copy=False)
+
+
+def centers_digest(centers_xyz: np.ndarray) -> str:
+    """SHA-256 of the centres in table order (rounded to 1 µm so CSV float noise is ignored)."""
+    centers = np.round(np.asarray(centers_xyz, dtype=np.float64).reshape(-1, 3), 6) + 0.0
+    return hashlib.sha256(np.ascontiguousarray(centers).tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheParams:
+    """Everything besides the source and the centres that changes cached bytes."""
+
+    crop_shape: tuple[int, int, int] = DEFAULT_CROP_SHAPE
+    hu_clip: tuple[int, int] = DEFAULT_HU_CLIP
+    pad_value: int = -1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "crop_shape", tuple(int(s) for s in self.crop_shape))
+        object.__setattr__(self, "hu_clip", tuple(int(v) for v in self.hu_clip))
+        object.__setattr__(self, "pad_value", int(self.pad_value))
+        if len(self.crop_shape) != 3 or min(self.crop_shape) <= 0:
+            raise ValueError(f"crop_shape must be three positive sizes, got {self.crop_shape}")
+        lo, hi = self.hu_clip
+        if not (-32768 <= lo < hi <= 32767):
+            raise ValueError(f"hu_clip must be an increasing int16 pair, got {self.hu_clip}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"crop_shape": list(self.crop_shape), "hu_clip": list(self.hu_clip), "pad_value": self.pad_value}
+
+
+def entry_key(source_path: str | os.PathLike[str], centers_xyz: np.ndarray, params: CacheParams) -> dict[str, Any]:
+    """The key a fresh entry's sidecar must hold, in its JSON form."""
+    key = {
+        "format": CACHE_FORMAT,
+        "source": source_identity(source_path),
+        "params": params.to_json(),
+        "n_crops": int(np.asarray(centers_xyz).reshape(-1, 3).shape[0]),
+        "centers_sha256": centers_digest(centers_xyz),
+    }
+    return json.loads(json.dumps(key))
+
+
+def series_dir(cache_dir: str | os.PathLike[str], series_uid: str) -> Path:
+    if not series_uid or "/" in series_uid or "\\" in series_uid or series_uid in {".", ".."}:
+        raise ValueError(f"not a usable series uid for a cache path: {series_uid!r}")
+    return Path(cache_dir) / "series" / series_uid
+
+
+def read_entry(cache_dir: str | os.PathLike[str], series_uid: str) -> dict[str, Any] | None:
+    """The sidecar if it exists, parses, and its data files have the recorded sizes; else None."""
+    directory = series_dir(cache_dir, series_uid)
+    try:
+        entry = json.loads((directory / ENTRY_FILE).read_text(encoding="utf-8"))
+        for name, size in entry["files"].items():
+            if (directory / name).stat().st_size != size:
+                return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return entry
+
+
+class _PerProcessLRU:
+    """A small LRU of open memmaps, emptied when the pid changes.
+
+    A forked DataLoader worker must not share its parent's cached handles (their lifetime
+    belongs to the parent); each process opens its own, and keeping them open makes a read a
+    slice of a mapped file instead of an open + header parse.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._pid = os.getpid()
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any, load: Any) -> Any:
+        if self._pid != os.getpid():
+            self._items = OrderedDict()
+            self._pid = os.getpid()
+        try:
+            self._items.move_to_end(key)
+            return self._items[key]
+        except KeyError:
+            value = load()
+            self._items[key] = value
+            if len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+            return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled to spawn-started workers: start empty
+        return {"maxsize": self.maxsize}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["maxsize"])  # type: ignore[misc]
+
+
+class CropCache:
+    """Reader (and freshness oracle) for a cache directory built by :func:`build_cache`."""
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        crop_shape: Sequence[int] = DEFAULT_CROP_SHAPE,
+        hu_clip: Sequence[int] = DEFAULT_HU_CLIP,
+        pad_value: int = -1000,
+        max_open: int = 64,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.params = CacheParams(tuple(crop_shape), tuple(hu_clip), pad_value)  # type: ignore[arg-type]
+        self._open = _PerProcessLRU(max_open)
+
+    def __repr__(self) -> str:
+        return f"CropCache({str(self.cache_dir)!r}, {self.params})"
+
+    def series_dir(self, series_uid: str) -> Path:
+        return series_dir(self.cache_dir, series_uid)
+
+    def entry(self, series_uid: str) -> dict[str, Any]:
+        """The series' sidecar; :class:`CacheMissError` if absent/incomplete or built with other params."""
+        def load() -> dict[str, Any]:
+            entry = read_entry(self.cache_dir, series_uid)
+            if entry is None:
+                raise CacheMissError(
+                    f"{self.series_dir(series_uid)}: no complete cache entry for series {series_uid} "
+                    "(run data_prep/prepcache.py)"
+                )
+            if entry["key"]["params"] != self.params.to_json():
+                raise CacheMissError(
+                    f"{self.series_dir(series_uid)}: entry built with {entry['key']['params']}, "
+                    f"reader expects {self.params.to_json()}"
+                )
+            return entry
+
+        return self._open.get(("entry", series_uid), load)
+
+    def _memmap(self, series_uid: str, name: str) -> np.ndarray:
+        def load() -> np.ndarray:
+            self.entry(series_uid)
+            return np.load(self.series_dir(series_uid) / name, mmap_mode="r", allow_pickle=False)
+
+        return self._open.get((name, series_uid), load)
+
+    def read_crop(self, series_uid: str, series_row: int) -> np.ndarray:
+        """Crop ``series_row`` of the series: int16 ``crop_shape`` array (a private copy)."""
+        crops = self._memmap(series_uid, CROPS_FILE)
+        row = int(series_row)
+        if not 0 <= row < crops.shape[0]:
+            raise IndexError(f"series {series_uid} has {crops.shape[0]} cached crops, asked for row {row}")
+        return np.array(crops[row])
+
+    def read_volume(self, series_uid: str) -> tuple[np.ndarray, Geometry]:
+        """The clipped int16 (I, R, C) volume as a read-only memmap, and its geometry."""
+        volume = self._memmap(series_uid, VOLUME_FILE)
+        geometry = self.entry(series_uid)["geometry"]
+        return volume, Geometry(
+            np.asarray(geometry["origin_xyz"]), np.asarray(geometry["spacing_xyz"]), np.asarray(geometry["direction"])
+        )
+
+    def has_entry(self, series_uid: str) -> bool:
+        """A complete entry with this reader's params exists (no source check)."""
+        try:
+            self.entry(series_uid)
+        except CacheMissError:
+            return False
+        return True
+
+    def is_fresh(self, series_uid: str, source_path: str | os.PathLike[str], centers_xyz: np.ndarray) -> bool:
+        """The entry exists, is complete, and matches the source files, params and centres now."""
+        entry = read_entry(self.cache_dir, series_uid)
+        if entry is None:
+            return False
+        try:
+            return entry.get("key") == entry_key(source_path, centers_xyz, self.params)
+        except (OSError, ValueError):
+            return False
+
+    def forget(self) -> None:
+        """Drop open memmaps and sidecars (after a rebuild in this process)."""
+        self._open.clear()

@@ -1,0 +1,160 @@
+"""Check a LUNA16-format dataset directory before anything expensive runs on it.
+
+Downloads of LUNA16 (ten ~12 GB zips) are often incomplete: a subset only half unpacked, a
+``.raw`` cut short, CSVs naming series that are not there. Each of those otherwise fails hours
+into a cache build; here they are found in seconds by reading headers and file sizes only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lungmonai.cache.source import MetaHeaderError, expected_data_bytes, mhd_data_file, read_mhd_header
+from lungmonai.progress import progress
+from lungmonai.tables.candidates import ANNOTATION_FILE, CANDIDATE_FILES, MALIGNANCY_FILE
+
+DATA_SUFFIXES = (".raw", ".zraw")
+
+
+@dataclass
+class DatasetReport:
+    dataset_dir: Path
+    files_per_subset: dict[str, dict[str, int]] = field(default_factory=dict)
+    series: int = 0
+    csv_rows: dict[str, int] = field(default_factory=dict)
+    candidates: int | None = None
+    positives: int | None = None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset_dir": str(self.dataset_dir),
+            "files_per_subset": self.files_per_subset,
+            "series": self.series,
+            "csv_rows": self.csv_rows,
+            "candidates": self.candidates,
+            "positives": self.positives,
+            "problems": self.problems,
+            "warnings": self.warnings,
+        }
+
+    def format(self) -> str:
+        lines = [f"dataset: {self.dataset_dir}"]
+        for subset, counts in sorted(self.files_per_subset.items()):
+            lines.append(f"  {subset}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        lines.append(f"series (.mhd): {self.series}")
+        for name, rows in self.csv_rows.items():
+            lines.append(f"{name}: {rows} rows")
+        if self.candidates is not None:
+            lines.append(f"candidates: {self.candidates}")
+        if self.positives is not None:
+            lines.append(f"positives (annotations): {self.positives}")
+        for w in self.warnings:
+            lines.append(f"WARNING: {w}")
+        for p in self.problems:
+            lines.append(f"PROBLEM: {p}")
+        lines.append("OK" if self.ok else f"{len(self.problems)} problem(s) found")
+        return "\n".join(lines)
+
+
+def check_mhd(path: Path) -> str | None:
+    """A problem with one ``.mhd`` (unreadable header, missing or wrong-sized data file), or None."""
+    try:
+        header = read_mhd_header(path)
+        data = mhd_data_file(path, header)
+        expected = expected_data_bytes(header, path)
+    except (OSError, MetaHeaderError) as exc:
+        return f"{path}: unreadable header: {exc}"
+    if data is None:  # LOCAL: data follows the header in the same file; cannot size it cheaply
+        return None
+    if not data.is_file():
+        return f"{path}: data file {data.name} is missing"
+    size = data.stat().st_size
+    if expected is not None and size != expected:
+        kind = "truncated" if size < expected else "larger than its header says"
+        return f"{data}: {kind}: {size} bytes, header promises {expected}"
+    return None
+
+
+def _read_csv_series(path: Path) -> pd.Series | None:
+    try:
+        frame = pd.read_csv(path, usecols=["seriesuid"], dtype={"seriesuid": str})
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise ValueError(f"{path}: cannot read a 'seriesuid' column: {exc}") from exc
+    return frame["seriesuid"]
+
+
+def check_dataset(
+    dataset_dir: str | os.PathLike[str], *, allow_missing_series: bool = False, show_progress: bool = True
+) -> DatasetReport:
+    """Count files and rows and list every missing or broken file (see :class:`DatasetReport`).
+
+    ``allow_missing_series`` turns CSV rows naming series that are not on disk into warnings,
+    for a deliberately partial download (e.g. subset0 only); the candidate table drops them.
+    """
+    root = Path(dataset_dir)
+    report = DatasetReport(dataset_dir=root)
+    if not root.is_dir():
+        report.problems.append(f"{root}: dataset directory not found")
+        return report
+    subsets = sorted(p for p in root.glob("subset*") if p.is_dir())
+    if not subsets:
+        report.problems.append(f"{root}: no subset*/ directories")
+    series: dict[str, Path] = {}
+    mhds: list[Path] = []
+    for subset in subsets:
+        files = [p for p in subset.iterdir() if p.is_file() and not p.name.startswith(".")]
+        counts: dict[str, int] = {}
+        for p in files:
+            counts[p.suffix.lower() or "(none)"] = counts.get(p.suffix.lower() or "(none)", 0) + 1
+        report.files_per_subset[subset.name] = counts
+        stems = {p.stem for p in files if p.suffix.lower() == ".mhd"}
+        for p in sorted(files):
+            if p.suffix.lower() == ".mhd":
+                if p.stem in series:
+                    report.problems.append(f"series {p.stem} found twice: {series[p.stem]} and {p}")
+                series[p.stem] = p
+                mhds.append(p)
+            elif p.suffix.lower() in DATA_SUFFIXES and p.stem not in stems:
+                report.warnings.append(f"{p}: data file without a .mhd header")
+    report.series = len(series)
+    for path in progress(mhds, desc="checking headers", unit="file", disable=None if show_progress else True):
+        problem = check_mhd(path)
+        if problem:
+            report.problems.append(problem)
+
+    cand_files = [root / n for n in CANDIDATE_FILES if (root / n).is_file()]
+    if not cand_files:
+        report.problems.append(f"{root}: no candidates file (expected one of {list(CANDIDATE_FILES)})")
+    if not (root / ANNOTATION_FILE).is_file():
+        report.problems.append(f"{root / ANNOTATION_FILE}: annotations file not found")
+    for path in [*cand_files, root / ANNOTATION_FILE, root / MALIGNANCY_FILE]:
+        if not path.is_file():
+            continue
+        try:
+            uids = _read_csv_series(path)
+        except ValueError as exc:
+            report.problems.append(str(exc))
+            continue
+        report.csv_rows[path.name] = len(uids)
+        missing = uids[~uids.isin(list(series))]
+        if len(missing):
+            examples = ", ".join(sorted(set(missing))[:3])
+            (report.warnings if allow_missing_series else report.problems).append(
+                f"{path}: {len(missing)} row(s) name {missing.nunique()} series not on disk (e.g. {examples})"
+            )
+        if path in cand_files[:1]:
+            report.candidates = len(uids)
+        if path.name == ANNOTATION_FILE:
+            report.positives = len(uids)
+    return report

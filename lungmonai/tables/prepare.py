@@ -1,0 +1,131 @@
+"""Prepare a dataset once: candidate table, the split (made only once), and the cache.
+
+The logic behind ``data_prep/prepare_luna.py`` and ``data_prep/prepcache.py``, kept here so
+that tests and the demo call the same code as the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from lungmonai.cache.atomic import atomic_write_json
+from lungmonai.cache.build import BuildReport, build_cache
+from lungmonai.tables.candidates import build_candidate_table, load_candidate_table, save_candidate_table
+from lungmonai.tables.splits import load_split, make_split, save_split, split_counts
+
+TABLE_FILE = "candidates.csv"
+SPLIT_FILE = "split.json"
+SUMMARY_FILE = "summary.json"
+CACHE_DIR = "cache"
+
+
+def default_prepared_dir(dataset_dir: str | os.PathLike[str]) -> Path:
+    return Path(dataset_dir) / "prepared"
+
+
+def prepare_cache(
+    dataset_dir: str | os.PathLike[str],
+    prepared_dir: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> BuildReport:
+    """Build (or resume) the cache from an existing candidate table; returns the report."""
+    from lungmonai.io import find_series
+
+    prepared = Path(prepared_dir) if prepared_dir is not None else default_prepared_dir(dataset_dir)
+    table = load_candidate_table(prepared / TABLE_FILE)
+    return build_cache(
+        table,
+        find_series(dataset_dir),
+        Path(cache_dir) if cache_dir is not None else prepared / CACHE_DIR,
+        workers=workers,
+        scheduler=scheduler,
+        raise_on_error=False,
+    )
+
+
+def prepare_dataset(
+    dataset_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    split_mode: str = "stratified",
+    seed: int = 0,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    new_split: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    cache: bool = True,
+) -> dict[str, Any]:
+    """Table + split + cache + ``summary.json``; returns the summary.
+
+    An existing ``split.json`` is kept unless ``new_split``: every stage and every earlier
+    result refer to it, so silently re-dealing the series would leak evaluation scans into
+    training. Series the kept split does not know are listed in the summary.
+    """
+    from lungmonai.io import find_series
+
+    start = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else default_prepared_dir(dataset_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    series_paths = find_series(dataset_dir)
+    table, table_summary = build_candidate_table(dataset_dir, series_paths)
+    save_candidate_table(table, out / TABLE_FILE)
+
+    split_path = out / SPLIT_FILE
+    if split_path.is_file() and not new_split:
+        split = load_split(split_path)
+        split_action = "kept existing"
+    else:
+        split = make_split(table, mode=split_mode, seed=seed, fractions=fractions, extra_series=series_paths)
+        save_split(split, split_path)
+        split_action = "made new"
+    unknown = sorted(set(series_paths) - set(split.all_series))
+
+    summary: dict[str, Any] = {
+        "dataset_dir": str(Path(dataset_dir)),
+        "prepared_dir": str(out),
+        "table": table_summary,
+        "split": {
+            "file": str(split_path),
+            "action": split_action,
+            "mode": split.mode,
+            "seed": split.seed,
+            "sets": split_counts(split, table),
+            "series_on_disk_not_in_split": len(unknown),
+            "series_on_disk_not_in_split_examples": unknown[:5],
+        },
+    }
+    if cache:
+        report = build_cache(table, series_paths, out / CACHE_DIR, workers=workers, scheduler=scheduler, raise_on_error=False)
+        summary["cache"] = {"dir": str(out / CACHE_DIR), **report.to_json()}
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    atomic_write_json(out / SUMMARY_FILE, summary)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few lines for a person: what is on disk, what was dropped, how the split looks."""
+    t = summary["table"]
+    lines = [
+        f"series on disk: {t['series_on_disk']}  (dropped from CSVs, not on disk: {t['series_dropped_not_on_disk']} series, {t['rows_dropped_not_on_disk']} rows)",
+        f"candidates: {t['candidates']}  positives: {t['positives']}  negatives: {t['negatives']}  malignant: {t['malignant']}",
+        f"split ({summary['split']['action']}, mode {summary['split']['mode']}, seed {summary['split']['seed']}): "
+        + ", ".join(
+            f"{name} {c['series']} series / {c.get('positives', 0)} nodules / {c.get('malignant', 0)} malignant"
+            for name, c in summary["split"]["sets"].items()
+        ),
+    ]
+    if summary["split"]["series_on_disk_not_in_split"]:
+        lines.append(f"WARNING: {summary['split']['series_on_disk_not_in_split']} series on disk are not in the kept split (use --new_split to re-deal)")
+    if "cache" in summary:
+        c = summary["cache"]
+        lines.append(f"cache: {c['built']} built, {c['fresh']} already fresh, {len(c['failed'])} failed, in {c['seconds']} s")
+        for uid, message in c["failed"].items():
+            lines.append(f"  FAILED {uid}: {message}")
+    lines.append(f"written to {summary['prepared_dir']}")
+    return "\n".join(lines)

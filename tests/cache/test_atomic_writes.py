@@ -1,0 +1,54 @@
+"""Atomic writers: the destination is either the old file or the whole new one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lungmonai.cache.atomic import (
+    atomic_open,
+    atomic_save_npy,
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    remove_stale_temps,
+)
+
+
+def test_writers_round_trip(tmp_path):
+    atomic_write_bytes(tmp_path / "a.bin", b"abc")
+    assert (tmp_path / "a.bin").read_bytes() == b"abc"
+    atomic_write_json(tmp_path / "sub" / "a.json", {"x": [1, 2]})
+    assert json.loads((tmp_path / "sub" / "a.json").read_text()) == {"x": [1, 2]}
+    arr = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    atomic_save_npy(tmp_path / "a.npy", arr)
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), arr)
+    assert not (tmp_path / "a.npy.npy").exists()
+    frame = pd.DataFrame({"u": ["1.2"], "v": [0.1]})
+    atomic_write_csv(tmp_path / "a.csv", frame)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv", dtype={"u": str}), frame)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "x.json"
+    atomic_write_json(target, {"old": True})
+    with pytest.raises(RuntimeError):
+        with atomic_open(target, "w") as handle:
+            handle.write('{"new": ')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"old": True}
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(ValueError):
+        atomic_write_json(target, {"bad": float("nan")})
+    assert json.loads(target.read_text()) == {"old": True}
+
+
+def test_remove_stale_temps(tmp_path):
+    (tmp_path / ".crops.npy.abc.tmp").write_bytes(b"half")
+    (tmp_path / "crops.npy").write_bytes(b"keep")
+    assert remove_stale_temps(tmp_path) == 1
+    assert (tmp_path / "crops.npy").exists()

@@ -1,0 +1,86 @@
+"""The data_prep command lines end to end on a tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lungmonai.cache import CropCache
+from lungmonai.tables import load_candidate_table, load_split
+from tests.helpers import write_luna_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LUNGMONAI_PROGRESS": "0"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "data_prep" / script), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return write_luna_dataset(tmp_path / "luna", include_missing_series=False)
+
+
+def test_prepare_rerun_and_check(dataset, tmp_path):
+    root = str(dataset.root)
+    checked = run("check_dataset.py", "--dataset_dir", root)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "subset0: 2 .mhd, 2 .raw" in checked.stdout and "series (.mhd): 4" in checked.stdout
+
+    first = run("prepare_luna.py", "--dataset_dir", root, "--workers", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    prepared = dataset.root / "prepared"
+    summary = json.loads((prepared / "summary.json").read_text())
+    assert summary["table"]["positives"] == len(dataset.nodules)
+    assert summary["cache"]["built"] == 4 and not summary["cache"]["failed"]
+    assert f"positives: {len(dataset.nodules)}" in first.stdout
+    table = load_candidate_table(prepared / "candidates.csv")
+    split = load_split(prepared / "split.json")
+    assert sorted(split.all_series) == dataset.series_uids
+    cache = CropCache(prepared / "cache")
+    assert cache.read_crop(table.series_uid.iloc[0], 0).shape == (32, 48, 48)
+
+    # a rerun resumes the cache and keeps the split, even when asked for another seed
+    split_text = (prepared / "split.json").read_text()
+    again = run("prepare_luna.py", "--dataset_dir", root, "--workers", "1", "--seed", "5", "--split_mode", "book")
+    assert again.returncode == 0 and "kept existing" in again.stdout
+    assert (prepared / "split.json").read_text() == split_text
+    assert json.loads((prepared / "summary.json").read_text())["cache"]["fresh"] == 4
+    new = run("prepare_luna.py", "--dataset_dir", root, "--split_mode", "book", "--new_split", "--no_cache")
+    assert new.returncode == 0 and load_split(prepared / "split.json").mode == "book"
+
+    cached = run("prepcache.py", "--dataset_dir", root, "--workers", "1")
+    assert cached.returncode == 0 and json.loads(cached.stdout)["fresh"] == 4
+
+    # a truncated .raw: check_dataset names it and fails; the cache build reports that series only
+    raw = dataset.series[dataset.series_uids[2]].with_suffix(".raw")
+    raw.write_bytes(raw.read_bytes()[:-100])
+    checked = run("check_dataset.py", "--dataset_dir", root)
+    assert checked.returncode == 1
+    assert f"{raw}: truncated" in checked.stdout
+    cached = run("prepcache.py", "--dataset_dir", root, "--workers", "1")
+    report = json.loads(cached.stdout)
+    assert cached.returncode == 1 and list(report["failed"]) == [dataset.series_uids[2]] and report["fresh"] == 3
+
+
+def test_check_finds_missing_data_file_and_missing_series(dataset):
+    mhd = dataset.series[dataset.series_uids[0]]
+    mhd.with_suffix(".raw").unlink()
+    (dataset.root / "subset0" / "orphan.raw").write_bytes(b"")
+    checked = run("check_dataset.py", "--dataset_dir", str(dataset.root))
+    assert checked.returncode == 1
+    assert f"{mhd}: data file {mhd.stem}.raw is missing" in checked.stdout
+    assert "orphan.raw: data file without a .mhd header" in checked.stdout
+    mhd.unlink()
+    checked = run("check_dataset.py", "--dataset_dir", str(dataset.root))
+    assert checked.returncode == 1 and "row(s) name 1 series not on disk" in checked.stdout
+    lenient = run("check_dataset.py", "--dataset_dir", str(dataset.root), "--allow_missing_series")
+    assert lenient.returncode == 0, lenient.stdout

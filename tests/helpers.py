@@ -1,0 +1,142 @@
+"""Write tiny LUNA16-format datasets with SimpleITK, with nodules at known places.
+
+Used by the table/cache/data_prep tests and by later bundle tests: everything a stage reads
+from a real LUNA16 directory (subset*/uid.mhd+raw, annotations.csv, candidates.csv,
+optional annotations_with_malignancy.csv) with answers the test knows in advance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+UID_PREFIX = "1.3.6.1.4.1.14519.5.2.1.9999.1"
+BACKGROUND_HU = -850
+NODULE_HU = 60
+
+
+@dataclass
+class FakeNodule:
+    series_uid: str
+    center_xyz: tuple[float, float, float]
+    diameter_mm: float
+    malignant: bool
+
+
+@dataclass
+class FakeDataset:
+    root: Path
+    series: dict[str, Path]
+    shapes_irc: dict[str, tuple[int, int, int]]
+    nodules: list[FakeNodule] = field(default_factory=list)
+    negatives: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list)
+    missing_series: str = ""  # in the CSVs, not on disk
+
+    @property
+    def series_uids(self) -> list[str]:
+        return sorted(self.series)
+
+
+def series_uid(index: int) -> str:
+    return f"{UID_PREFIX}.{index:04d}"
+
+
+def _xyz_of(cri: np.ndarray, origin: np.ndarray, spacing: np.ndarray) -> tuple[float, float, float]:
+    return tuple(float(v) for v in origin + spacing * cri)  # identity direction
+
+
+def _paint_sphere(hu: np.ndarray, center_irc: np.ndarray, radius_mm: float, spacing_irc: np.ndarray) -> None:
+    """Set voxels within ``radius_mm`` of the centre to NODULE_HU, touching only its bounding box."""
+    reach = np.ceil(radius_mm / spacing_irc).astype(int) + 1
+    lo = np.maximum(center_irc - reach, 0)
+    hi = np.minimum(center_irc + reach + 1, hu.shape)
+    grid = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    dist2 = sum(((g - c) * sp) ** 2 for g, c, sp in zip(grid, center_irc, spacing_irc))
+    box = hu[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    box[dist2 <= radius_mm**2] = NODULE_HU
+
+
+def write_luna_dataset(
+    root: str | Path,
+    n_series: int = 4,
+    shape_irc: tuple[int, int, int] = (24, 40, 40),
+    spacing_xyz: tuple[float, float, float] = (0.8, 0.8, 2.0),
+    nodules_per_series: tuple[int, ...] = (2, 1, 1, 0),
+    negatives_per_series: int = 3,
+    with_malignancy: bool = True,
+    candidates_name: str = "candidates.csv",
+    n_subsets: int = 2,
+    seed: int = 0,
+    noise_hu: int = 0,
+    include_missing_series: bool = True,
+) -> FakeDataset:
+    """Write ``n_series`` volumes (background -850 HU, spherical nodules at 60 HU) and the CSVs.
+
+    Series ``i`` goes to ``subset{i % n_subsets}``; it holds ``nodules_per_series[i % len]``
+    nodules (every other one malignant) and ``negatives_per_series`` class-0 candidates.
+    The CSVs also list class-1 candidates at the nodules (which the candidate table must
+    ignore) and, with ``include_missing_series``, one series that is not on disk (to be dropped).
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    spacing = np.asarray(spacing_xyz, dtype=np.float64)
+    data = FakeDataset(root=root, series={}, shapes_irc={})
+    cand_rows: list[tuple[str, float, float, float, int]] = []
+    for i in range(n_series):
+        uid = series_uid(i)
+        origin = np.array([-150.0 + 3.1 * i, -170.0 - 1.7 * i, -300.0 + 11.0 * i])
+        if noise_hu:
+            hu = (BACKGROUND_HU + rng.integers(-noise_hu, noise_hu + 1, size=shape_irc)).astype(np.int16)
+        else:
+            hu = np.full(shape_irc, BACKGROUND_HU, dtype=np.int16)
+        for k in range(nodules_per_series[i % len(nodules_per_series)]):
+            margin = np.array([3, 6, 6])
+            center_irc = np.array([rng.integers(margin[a], shape_irc[a] - margin[a]) for a in range(3)])
+            diameter = float(np.round(rng.uniform(3.5, 8.0), 3))
+            _paint_sphere(hu, center_irc, diameter / 2, spacing[::-1])
+            xyz = _xyz_of(center_irc[::-1].astype(np.float64), origin, spacing)
+            data.nodules.append(FakeNodule(uid, xyz, diameter, malignant=(k % 2 == 0)))
+            cand_rows.append((uid, *xyz, 1))
+        for _ in range(negatives_per_series):
+            center_cri = np.array([rng.uniform(0, shape_irc[2] - 1), rng.uniform(0, shape_irc[1] - 1), rng.integers(0, shape_irc[0])])
+            xyz = _xyz_of(center_cri, origin, spacing)
+            data.negatives.append((uid, xyz))
+            cand_rows.append((uid, *xyz, 0))
+        image = sitk.GetImageFromArray(hu)
+        image.SetOrigin(tuple(origin))
+        image.SetSpacing(tuple(spacing))
+        subset = root / f"subset{i % n_subsets}"
+        subset.mkdir(parents=True, exist_ok=True)
+        path = subset / f"{uid}.mhd"
+        sitk.WriteImage(image, str(path), False)
+        data.series[uid] = path
+        data.shapes_irc[uid] = tuple(int(s) for s in shape_irc)
+
+    ann_rows = [(n.series_uid, *n.center_xyz, n.diameter_mm) for n in data.nodules]
+    if include_missing_series:
+        missing = series_uid(9000)
+        data.missing_series = missing
+        cand_rows += [(missing, 1.0, 2.0, 3.0, 0), (missing, 4.0, 5.0, 6.0, 1)]
+        ann_rows.append((missing, 10.0, 20.0, 30.0, 5.0))
+    xyz_cols = ["coordX", "coordY", "coordZ"]
+    pd.DataFrame(cand_rows, columns=["seriesuid", *xyz_cols, "class"]).to_csv(root / candidates_name, index=False)
+    pd.DataFrame(ann_rows, columns=["seriesuid", *xyz_cols, "diameter_mm"]).to_csv(root / "annotations.csv", index=False)
+    if with_malignancy:
+        rows = []
+        for n in data.nodules:
+            x, y, z = n.center_xyz
+            r = n.diameter_mm / 2
+            ratings = [4, 5, 4] if n.malignant else [2, 1, 3]
+            # centres carry float noise, as in the real file
+            rows.append((n.series_uid, x + 1e-9, y - 1e-9, z, n.diameter_mm, str(n.malignant), str(ratings),
+                         x - r, y - r, z - r, x + r, y + r, z + r, len(ratings)))
+        pd.DataFrame(
+            rows,
+            columns=["seriesuid", *xyz_cols, "diameter_mm", "mal_bool", "mal_details", "bboxLowX", "bboxLowY",
+                     "bboxLowZ", "bboxHighX", "bboxHighY", "bboxHighZ", "len_mal_details"],
+        ).to_csv(root / "annotations_with_malignancy.csv", index=False)
+    return data
