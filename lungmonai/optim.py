@@ -34,3 +34,38 @@ def decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def trainable(parameters: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
     """Only parameters that require gradients, so frozen ones never enter an optimizer."""
     return [p for p in parameters if p.requires_grad]
+
+
+def make_optimizer(
+    name: str,
+    model: nn.Module,
+    lr: float,
+    momentum: float = 0.99,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """``sgd`` (the LUNA book's: lr 1e-3, momentum 0.99) or ``adamw`` (decay off biases and norms)."""
+    name = name.lower()
+    if name == "sgd":
+        return torch.optim.SGD(trainable(model.parameters()), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        groups = decay_param_groups(model, weight_decay)
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}: choose 'sgd' or 'adamw'")
+
+
+def make_scheduler(
+    name: str, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-iteration schedule: ``constant``, ``warmup_cosine`` (MONAI's) or ``onecycle`` (torch's)."""
+    name = name.lower()
+    total_steps = max(int(total_steps), 1)
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    if name == "warmup_cosine":
+        from monai.optimizers import WarmupCosineSchedule
+
+        return WarmupCosineSchedule(optimizer, warmup_steps=min(int(warmup_steps), total_steps - 1), t_total=total_steps)
+    if name == "onecycle":
+        max_lr = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps)
+    raise ValueError(f"unknown schedule {name!r}: choose 'constant', 'warmup_cosine' or 'onecycle'")

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lungmonai.cache.atomic import atomic_open  # noqa: E402
 from lungmonai.metrics.classification import roc_auc, roc_curve  # noqa: E402
 
 
@@ -68,9 +69,7 @@ def crop_grid_figure(images: np.ndarray, labels: Sequence[int] | None = None, co
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write a PNG atomically (temp file then rename) and close the figure."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path

@@ -9,13 +9,14 @@ seen). Only rank 0 writes.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
+
+from lungmonai.cache.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +25,16 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temp file in the same directory, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
     return path
+
+
+def _unwrap(obj: Any) -> Any:
+    """The module inside DistributedDataParallel/DataParallel, so checkpoints load anywhere."""
+    if isinstance(obj, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        return obj.module
+    return obj
 
 
 class ResumableCheckpoint:
@@ -50,7 +57,7 @@ class ResumableCheckpoint:
     def save(self, engine: Engine) -> None:
         if idist.get_rank() != 0:
             return
-        atomic_torch_save({name: obj.state_dict() for name, obj in self.objects.items()}, self.path)
+        atomic_torch_save({name: _unwrap(obj).state_dict() for name, obj in self.objects.items()}, self.path)
 
     def load(self, engine: Engine) -> None:
         if not self.resume:
@@ -64,8 +71,7 @@ class ResumableCheckpoint:
             raise ValueError(f"{self.path}: checkpoint lacks {missing}; it was not written by this bundle")
         max_epochs = engine.state.max_epochs
         for name, obj in self.objects.items():
-            target = obj.module if hasattr(obj, "module") and name == "network" else obj
-            target.load_state_dict(state[name])
+            _unwrap(obj).load_state_dict(state[name])
         # A resumed run may be asked to go further than the one that wrote the checkpoint.
         engine.state.max_epochs = max(max_epochs or 0, engine.state.epoch)
         logger.info("resumed from %s at epoch %d, iteration %d", self.path, engine.state.epoch, engine.state.iteration)

@@ -78,8 +78,15 @@ class EpochClassificationMetrics(Metric):
 
 
 def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` from every rank; ranks may hold different numbers of rows
+    (a validation sampler that does not pad), so rows are padded to the longest and trimmed."""
     import ignite.distributed as idist
 
     if idist.get_world_size() <= 1:
         return tensor
-    return idist.all_gather(tensor)
+    sizes = idist.all_gather(torch.tensor([len(tensor)]))
+    longest = int(sizes.max())
+    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype)
+    padded[: len(tensor)] = tensor
+    gathered = idist.all_gather(padded).reshape(len(sizes), longest, *tensor.shape[1:])
+    return torch.cat([gathered[rank, : int(size)] for rank, size in enumerate(sizes)])

@@ -41,7 +41,7 @@ class LoadCandidateCropd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         crop = self.cache.read_crop(str(d[self.series_key]), int(d[self.row_key]))
-        for key in self.key_iterator(d):
+        for key in self.keys:
             d[key] = crop[None].astype(np.float32)
         return d
 
@@ -73,6 +73,6 @@ class CropCandidated(MapTransform):
         center_irc = xyz_to_irc(np.asarray(d[self.center_key], dtype=np.float64), ct.geometry)
         crop = extract_crop(ct.hu, center_irc, self.crop_shape, pad_value=int(self.hu_clip[0]))
         crop = np.clip(crop, *self.hu_clip)
-        for key in self.key_iterator(d):
+        for key in self.keys:
             d[key] = crop[None].astype(np.float32)
         return d

@@ -1,0 +1,77 @@
+"""Evaluation reports on disk: metrics JSON plus confusion-matrix and ROC pictures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ignite.engine import Engine, Events
+
+from lungmonai.cache.atomic import atomic_write_json
+from lungmonai.plots import confusion_figure, roc_figure, save_figure
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+class ClassificationReportHandler:
+    """At the end of an evaluation, write ``metrics.json``, ``confusion_matrix.png`` and ``roc.png``.
+
+    ``extra`` is called with the engine and returns more entries for the JSON (e.g. a baseline's
+    AUC); ``extra_curves`` likewise returns more ROC curves ``name -> (score, label)`` to draw in
+    the same figure as the model's.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        prefix: str = "val",
+        class_names: Sequence[str] = ("not nodule", "nodule"),
+        model_name: str = "model",
+        extra: Callable[[Engine], Mapping[str, Any]] | None = None,
+        extra_curves: Callable[[Engine], Mapping[str, tuple[np.ndarray, np.ndarray]]] | None = None,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.prefix = prefix
+        self.class_names = list(class_names)
+        self.model_name = model_name
+        self.extra = extra
+        self.extra_curves = extra_curves
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> dict[str, Any]:
+        prob, label = engine.state.classification_outputs[self.prefix]
+        start = f"{self.prefix}_"
+        metrics = {k[len(start):]: _plain(v) for k, v in engine.state.metrics.items() if k.startswith(start)}
+        report: dict[str, Any] = {
+            "part": self.prefix,
+            "count": int(len(label)),
+            "positives": int(label.sum()),
+            "metrics": metrics,
+        }
+        if self.extra is not None:
+            report.update({k: _plain(v) for k, v in self.extra(engine).items()})
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.output_dir / "metrics.json", json.loads(json.dumps(report, default=_plain)))
+        matrix = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]])
+        predicted = [f"predicted {name}" for name in self.class_names]
+        save_figure(
+            confusion_figure(matrix, self.class_names, predicted, f"{self.prefix}: {len(label)} samples"),
+            self.output_dir / "confusion_matrix.png",
+        )
+        if label.any() and (~label).any():
+            curves = {self.model_name: (prob, label)}
+            if self.extra_curves is not None:
+                curves.update(self.extra_curves(engine))
+            save_figure(roc_figure(curves, title=f"{self.prefix} ROC"), self.output_dir / "roc.png")
+        return report

@@ -1,0 +1,78 @@
+"""Score candidate centres of one CT with a crop classifier (nodule or malignancy)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.data import DataLoader, Dataset
+from torch import nn
+
+from lungmonai.cache.atomic import atomic_write_csv
+from lungmonai.io import read_ct
+from lungmonai.io.volume import CTVolume
+
+_XYZ_COLUMNS = [("coordX", "coordY", "coordZ"), ("center_x", "center_y", "center_z")]
+
+
+def read_centers(path: str | Path) -> pd.DataFrame:
+    """A CSV of candidate centres in patient mm: LUNA16's ``coordX,coordY,coordZ`` or ``center_x..z``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: candidate CSV not found")
+    frame = pd.read_csv(path)
+    for columns in _XYZ_COLUMNS:
+        if set(columns) <= set(frame.columns):
+            return frame.rename(columns=dict(zip(columns, ("center_x", "center_y", "center_z"))))
+    raise ValueError(f"{path}: needs columns coordX,coordY,coordZ (or center_x,center_y,center_z), has {list(frame.columns)}")
+
+
+@torch.no_grad()
+def predict_probabilities(
+    ct: CTVolume,
+    centers_xyz: np.ndarray,
+    network: nn.Module,
+    transform: Callable,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+) -> np.ndarray:
+    """P(class 1) for every centre; ``transform`` turns ``{"ct", "center_xyz"}`` into ``{"image"}``."""
+    items = [{"ct": ct, "center_xyz": np.asarray(c, dtype=np.float64)} for c in np.asarray(centers_xyz).reshape(-1, 3)]
+    if not items:
+        return np.zeros(0)
+    loader = DataLoader(Dataset(items, transform=transform), batch_size=batch_size, num_workers=0,
+                        collate_fn=lambda batch: torch.stack([torch.as_tensor(b["image"]) for b in batch]))
+    network.eval()
+    probs = [torch.softmax(network(images.to(device)).float(), dim=1)[:, 1].cpu() for images in loader]
+    return torch.cat(probs).numpy()
+
+
+def score_candidates_file(
+    ct_path: str | Path,
+    candidates_csv: str | Path,
+    output_csv: str | Path,
+    network: nn.Module,
+    transform: Callable,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    column: str = "p_nodule",
+) -> pd.DataFrame:
+    """Read a CT and its candidate centres, write them back with ``column`` = P(class 1), atomically.
+
+    Rows of the CSV that name another series (a LUNA16-style file covering many CTs) are skipped.
+    """
+    ct = read_ct(ct_path)
+    frame = read_centers(candidates_csv)
+    if "seriesuid" in frame.columns:
+        frame = frame[frame["seriesuid"].astype(str) == ct.series_uid]
+    centers = frame[["center_x", "center_y", "center_z"]].to_numpy(dtype=np.float64)
+    out = frame.copy()
+    if "seriesuid" not in out.columns:
+        out.insert(0, "seriesuid", ct.series_uid)
+    out[column] = predict_probabilities(ct, centers, network, transform, device, batch_size)
+    out = out.rename(columns={"center_x": "coordX", "center_y": "coordY", "center_z": "coordZ"})
+    atomic_write_csv(output_csv, out, index=False)
+    return out
