@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data.distributed import DistributedSampler
 
 
 def balanced_indices(
@@ -47,12 +47,16 @@ def _cycled_permutation(pool: np.ndarray, count: int, rng: np.random.Generator) 
     return np.concatenate([rng.permutation(pool) for _ in range(passes)])[:count]
 
 
-class BalancedSampler(Sampler[int]):
+class BalancedSampler(DistributedSampler):
     """Sampler yielding ``balanced_indices`` for the current epoch; DDP-aware.
 
-    Call ``set_epoch`` every epoch (MONAI/ignite's ``DistributedSampler`` convention) so each epoch
-    reshuffles; with ``num_replicas > 1`` every rank draws the same global order from the shared
-    seed and takes its own stride of it, so ranks see disjoint samples.
+    ``set_epoch`` must be called every epoch so each epoch reshuffles. It subclasses
+    ``DistributedSampler`` (even in single-process runs) because MONAI's workflows call
+    ``set_epoch`` at each epoch start only on ``DistributedSampler`` instances; ``num_replicas``
+    and ``rank`` are always passed explicitly, so no process group is needed. With
+    ``num_replicas > 1`` every rank draws the same global order from the shared seed and takes its
+    own stride of it, so ranks see disjoint samples. Unlike ``DistributedSampler``,
+    ``num_samples`` is the epoch length summed over all ranks (``len()`` is this rank's share).
     """
 
     def __init__(
@@ -65,15 +69,14 @@ class BalancedSampler(Sampler[int]):
         rank: int = 0,
     ) -> None:
         self.labels = np.asarray(labels, dtype=bool)
+        super().__init__(self.labels, num_replicas=int(num_replicas), rank=int(rank), shuffle=True, seed=seed)
         self.ratio = int(ratio)
         self.num_samples = int(num_samples) if num_samples else len(self.labels)
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
+        self.total_size = self.num_samples
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
         indices = balanced_indices(self.labels, self.ratio, self.num_samples, self.seed + self.epoch)

@@ -1,0 +1,89 @@
+"""score_candidates_file: P(nodule) for the candidate centres of one CT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from monai.transforms import Compose, ScaleIntensityRanged
+
+from lungmonai.inference.candidates import predict_probabilities, read_centers, score_candidates_file
+from lungmonai.io import read_ct
+from lungmonai.networks import LunaModel
+from lungmonai.transforms import CropCandidated
+from tests.helpers import write_luna_dataset
+
+CROP = (16, 16, 16)  # small crops keep the CPU test fast; LunaModel takes any multiple of 16
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_luna_dataset(tmp_path_factory.mktemp("luna"), noise_hu=300)
+
+
+def _transform():
+    return Compose([
+        CropCandidated(keys="image", crop_shape=CROP),
+        ScaleIntensityRanged(keys="image", a_min=-1000, a_max=1000, b_min=-1, b_max=1, clip=True),
+    ])
+
+
+def _network():
+    torch.manual_seed(0)
+    return LunaModel(spatial_size=CROP)
+
+
+def test_scores_the_rows_of_this_series_only(dataset, tmp_path):
+    uid = dataset.series_uids[0]
+    out_csv = tmp_path / "out" / "scored.csv"
+    frame = score_candidates_file(dataset.series[uid], dataset.root / "candidates.csv", out_csv,
+                                  _network(), _transform(), batch_size=3)
+    source = pd.read_csv(dataset.root / "candidates.csv", dtype={"seriesuid": str})
+    mine = source[source["seriesuid"] == uid].reset_index(drop=True)
+    written = pd.read_csv(out_csv, dtype={"seriesuid": str})
+    assert list(written.columns) == ["seriesuid", "coordX", "coordY", "coordZ", "class", "p_nodule"]
+    assert len(written) == len(mine) == len(frame) and len(mine) < len(source)
+    assert (written["seriesuid"] == uid).all()
+    np.testing.assert_allclose(written[["coordX", "coordY", "coordZ"]], mine[["coordX", "coordY", "coordZ"]])
+    assert written["class"].tolist() == mine["class"].tolist()
+    p = written["p_nodule"].to_numpy()
+    assert np.all((p >= 0) & (p <= 1)) and np.isfinite(p).all()
+    # each probability is the network's softmax for the crop at that row's centre
+    network, transform, ct = _network().eval(), _transform(), read_ct(dataset.series[uid])
+    with torch.no_grad():
+        crops = torch.stack([torch.as_tensor(transform({"ct": ct, "center_xyz": c})["image"])
+                             for c in mine[["coordX", "coordY", "coordZ"]].to_numpy()])
+        expected = torch.softmax(network(crops), 1)[:, 1].numpy()
+    np.testing.assert_allclose(p, expected, rtol=1e-4, atol=1e-6)
+    assert [f.name for f in out_csv.parent.iterdir()] == ["scored.csv"]  # atomic: no temp left
+
+
+def test_center_columns_and_no_seriesuid(dataset, tmp_path):
+    uid = dataset.series_uids[1]
+    centers = [n.center_xyz for n in dataset.nodules if n.series_uid == uid]
+    csv = tmp_path / "centres.csv"
+    pd.DataFrame(centers, columns=["center_x", "center_y", "center_z"]).to_csv(csv, index=False)
+    frame = score_candidates_file(dataset.series[uid], csv, tmp_path / "o.csv", _network(), _transform(),
+                                  column="p_malignant")
+    assert list(frame.columns) == ["seriesuid", "coordX", "coordY", "coordZ", "p_malignant"]
+    assert (frame["seriesuid"] == uid).all() and len(frame) == len(centers)
+
+
+def test_no_rows_for_this_series_writes_an_empty_table(dataset, tmp_path):
+    uid = dataset.series_uids[0]
+    csv = tmp_path / "other.csv"
+    pd.DataFrame({"seriesuid": ["9.9.9"], "coordX": [1.0], "coordY": [2.0], "coordZ": [3.0]}).to_csv(csv, index=False)
+    frame = score_candidates_file(dataset.series[uid], csv, tmp_path / "o.csv", _network(), _transform())
+    assert len(frame) == 0 and "p_nodule" in frame.columns
+    assert len(predict_probabilities(read_ct(dataset.series[uid]), np.zeros((0, 3)), _network(), _transform())) == 0
+
+
+def test_csv_without_coordinates_is_a_clear_error(tmp_path):
+    csv = tmp_path / "bad.csv"
+    pd.DataFrame({"seriesuid": ["1"], "x": [1.0], "y": [2.0], "z": [3.0]}).to_csv(csv, index=False)
+    with pytest.raises(ValueError, match="coordX,coordY,coordZ") as info:
+        read_centers(csv)
+    assert "bad.csv" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_centers(tmp_path / "missing.csv")
