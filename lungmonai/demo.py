@@ -18,14 +18,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _stage(title: str) -> Callable[[Callable[[], None]], None]:
-    def run(body: Callable[[], None]) -> None:
-        print(f"\n=== {title} ===", flush=True)
-        start = time.perf_counter()
-        body()
-        print(f"--- {title}: {time.perf_counter() - start:.1f} s", flush=True)
-
-    return run
+def _run_stage(title: str, body: Callable[[], None]) -> None:
+    print(f"\n=== {title} ===", flush=True)
+    start = time.perf_counter()
+    body()
+    print(f"--- {title}: {time.perf_counter() - start:.1f} s", flush=True)
 
 
 def _bundle(config_files: list[str], run_id: str, overrides: dict[str, object]) -> None:
@@ -55,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     prepared = dataset / "prepared"
     total_start = time.perf_counter()
 
-    @_stage("1. embedded LUNA16-format dataset")
-    def _generate() -> None:
+    def generate() -> None:
         if (dataset / "annotations.csv").is_file() and (dataset / "candidates.csv").is_file():
             print(f"using the existing dataset in {dataset}")
             return
@@ -65,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = generate_dataset(dataset, args.series, mode="small", seed=args.seed, workers=args.workers)
         print(json.dumps(summary, indent=1))
 
-    @_stage("2. dataset check")
-    def _check() -> None:
+    def check() -> None:
         from lungmonai.tables.check import check_dataset
 
         report = check_dataset(dataset)
@@ -74,16 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         if not report.ok:
             raise SystemExit(f"{dataset}: the dataset check found problems (listed above)")
 
-    @_stage("3. candidate table, split, crop cache")
-    def _prepare() -> None:
+    def prepare() -> None:
         from lungmonai.tables.prepare import format_summary, prepare_dataset
 
         print(format_summary(prepare_dataset(dataset, workers=args.workers)))
 
     overrides = {"dataset_dir": str(dataset)}
 
-    @_stage("4. nodule classifier: training")
-    def _train_cls() -> None:
+    def train_cls() -> None:
         if (REPO / "bundles/nodule_cls/models/model.pt").is_file() and not _stale(
             REPO / "bundles/nodule_cls/models/model.pt", prepared / "split.json"
         ):
@@ -95,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             {**overrides, "epochs": args.cls_epochs, "epoch_samples": args.cls_epoch_samples},
         )
 
-    @_stage("5. nodule classifier: evaluation on the validation series")
-    def _evaluate_cls() -> None:
+    def evaluate_cls() -> None:
         _bundle(
             ["bundles/nodule_cls/configs/train.json", "bundles/nodule_cls/configs/evaluate.json"],
             "evaluating",
@@ -109,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             f"precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} AUC {m['auc']:.3f}"
         )
 
+    stages = [
+        ("1. embedded LUNA16-format dataset", generate),
+        ("2. dataset check", check),
+        ("3. candidate table, split, crop cache", prepare),
+        ("4. nodule classifier: training", train_cls),
+        ("5. nodule classifier: evaluation on the validation series", evaluate_cls),
+    ]
+    for title, body in stages:
+        _run_stage(title, body)
     print(f"\ndemo finished in {time.perf_counter() - total_start:.0f} s")
     return 0
 

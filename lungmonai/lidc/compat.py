@@ -68,7 +68,9 @@ def import_pylidc() -> ModuleType:
     if "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")
     import pylidc
-    import pylidc.Scan as scan_module
+    import pylidc.Scan  # noqa: F401  (the module; the package re-exports a class of the same name)
+
+    scan_module = sys.modules["pylidc.Scan"]
 
     def dicom_dir_from_env() -> str:
         return os.environ.get("LUNGMONAI_LIDC_DICOM", "")
