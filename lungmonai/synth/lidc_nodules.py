@@ -15,23 +15,12 @@ from types import ModuleType
 import numpy as np
 from scipy import ndimage
 
+from lungmonai.lidc.clusters import RATING_NAMES
 from lungmonai.lidc.compat import import_pylidc
+from lungmonai.lidc.malignancy import is_malignant
 
-RATING_NAMES = (
-    "subtlety",
-    "internalStructure",
-    "calcification",
-    "sphericity",
-    "margin",
-    "lobulation",
-    "spiculation",
-    "texture",
-    "malignancy",
-)
 MIN_READS = 3
 MAX_SLICE_THICKNESS = 2.5  # LUNA16's inclusion criterion
-MALIGNANT_RATING = 4
-MALIGNANT_MIN_READS = 2
 
 
 @dataclass(frozen=True)
@@ -62,7 +51,7 @@ class LidcNodule:
 
     @property
     def is_malignant(self) -> bool:
-        return sum(m >= MALIGNANT_RATING for m in self.malignancy_ratings) >= MALIGNANT_MIN_READS
+        return is_malignant(self.malignancy_ratings)
 
     @property
     def annotation_ids(self) -> list[int]:
