@@ -1,0 +1,119 @@
+"""Nodule label volumes: the LUNA book's box rule on annotations, or radiologists' contours.
+
+Real LUNA16 gives only a centre and a diameter per nodule, so the book grows a box from the
+centre along each axis while the CT stays denser than lung (-700 HU) and keeps the dense
+voxels inside it. The embedded dataset also ships the contours its nodules were drawn from
+(``masks/<uid>.mhd``, label k = nodule k), which are the better truth when they exist.
+Both give a boolean (index, row, col) volume on the CT's own grid.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from lungmonai.io.volume import Geometry
+
+DEFAULT_THRESHOLD_HU = -700
+DEFAULT_MIN_RADIUS = 2
+MASK_SUFFIXES = (".mhd", ".mha", ".nii.gz", ".nii")
+
+
+def _grow_radius(hu: np.ndarray, center: np.ndarray, axis: int, threshold_hu: float, min_radius: int) -> int:
+    """Largest r >= min_radius such that the voxels r before and after the centre along ``axis``
+    are still above the threshold when r - 1 was (the book's loop); stops at the volume's edge."""
+    radius = min_radius
+    size = hu.shape[axis]
+    while True:
+        lo, hi = center.copy(), center.copy()
+        lo[axis] -= radius
+        hi[axis] += radius
+        if lo[axis] < 0 or hi[axis] >= size:
+            return radius
+        if not (hu[tuple(lo)] > threshold_hu and hu[tuple(hi)] > threshold_hu):
+            return radius
+        radius += 1
+
+
+def box_rule_mask(
+    hu: np.ndarray,
+    centers_irc: Sequence[Sequence[int]] | np.ndarray,
+    threshold_hu: float = DEFAULT_THRESHOLD_HU,
+    min_radius: int = DEFAULT_MIN_RADIUS,
+) -> np.ndarray:
+    """The book's annotation mask: per centre, a box grown along each axis while HU > threshold
+    (radius at least ``min_radius``), then only voxels > threshold inside the union of boxes.
+
+    Unlike the book's loop, a box reaching the volume's edge is clipped instead of wrapping to
+    the other end through negative indices. Centres outside the volume are skipped.
+    """
+    hu = np.asarray(hu)
+    boxes = np.zeros(hu.shape, dtype=bool)
+    shape = np.asarray(hu.shape)
+    for center in np.asarray(centers_irc, dtype=np.int64).reshape(-1, 3):
+        if np.any(center < 0) or np.any(center >= shape):
+            continue
+        radii = [_grow_radius(hu, center, axis, threshold_hu, min_radius) for axis in range(3)]
+        lo = np.maximum(center - radii, 0)
+        hi = np.minimum(center + radii + 1, shape)
+        boxes[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    return boxes & (hu > threshold_hu)
+
+
+def find_mask_file(masks_dir: str | os.PathLike[str], series_uid: str) -> Path | None:
+    """``masks_dir/<uid>.mhd`` (or .mha/.nii.gz/.nii), or None when the series has no contours."""
+    for suffix in MASK_SUFFIXES:
+        path = Path(masks_dir) / f"{series_uid}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def read_contour_mask(path: str | os.PathLike[str], geometry: Geometry, shape_irc: Sequence[int]) -> np.ndarray:
+    """Boolean nodule mask from a label volume (0 = background, k > 0 = nodule k).
+
+    The labels must sit on the CT's grid: a mask with another shape or geometry would put
+    nodules in the wrong place without any visible error, so it is refused.
+    """
+    path = Path(path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise ValueError(f"{path}: cannot read label volume: {str(error).strip().splitlines()[-1]}") from error
+    labels = sitk.GetArrayViewFromImage(image)
+    if tuple(labels.shape) != tuple(int(s) for s in shape_irc):
+        raise ValueError(f"{path}: label volume has shape {labels.shape}, the CT has {tuple(shape_irc)}")
+    mask_geometry = Geometry(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+    if mask_geometry != geometry:
+        raise ValueError(
+            f"{path}: label geometry (origin {mask_geometry.origin_xyz.tolist()}, spacing "
+            f"{mask_geometry.spacing_xyz.tolist()}) differs from the CT's (origin {geometry.origin_xyz.tolist()}, "
+            f"spacing {geometry.spacing_xyz.tolist()})"
+        )
+    return np.asarray(labels) > 0
+
+
+def positive_slices(mask: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` int32 rows ``(slice, row, col)``: one per nodule component per slice it
+    crosses, at the component's centroid in that slice (where training windows are centred)."""
+    from scipy import ndimage
+
+    components, count = ndimage.label(mask)
+    if count == 0:
+        return np.zeros((0, 3), dtype=np.int32)
+    rows: list[tuple[int, int, int]] = []
+    for label, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        sub = components[box] == label
+        for k in range(sub.shape[0]):
+            rr, cc = np.nonzero(sub[k])
+            if rr.size:
+                rows.append(
+                    (box[0].start + k, box[1].start + int(round(rr.mean())), box[2].start + int(round(cc.mean())))
+                )
+    return np.asarray(rows, dtype=np.int32).reshape(-1, 3)

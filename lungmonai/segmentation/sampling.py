@@ -1,0 +1,73 @@
+"""Epochs that mix nodule windows with windows from places without nodules, by share.
+
+Nodule voxels are about one in ten thousand of a CT; sampled uniformly, a segmenter learns
+to mark nothing. The book trains only on windows centred on nodules; here a configurable
+share of each epoch also comes from random places and from class-0 candidates (vessels,
+scars), so the network also sees what it must leave unmarked, without drowning the nodules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+def group_share_indices(groups: Sequence[int] | np.ndarray, shares: Sequence[float], num_samples: int, seed: int) -> np.ndarray:
+    """``num_samples`` item indices: each slot picks group g with probability ``shares[g]``
+    (renormalised over non-empty groups), items within a group cycle through shuffled passes."""
+    groups = np.asarray(groups, dtype=np.int64)
+    shares = np.asarray(shares, dtype=np.float64)
+    if np.any(shares < 0):
+        raise ValueError(f"shares must be non-negative, got {shares.tolist()}")
+    pools = [np.flatnonzero(groups == g) for g in range(len(shares))]
+    weights = np.array([s if len(p) else 0.0 for s, p in zip(shares, pools)])
+    if weights.sum() <= 0:
+        raise ValueError(f"no items in any group with a positive share (group sizes {[len(p) for p in pools]}, shares {shares.tolist()})")
+    rng = np.random.default_rng(seed)
+    slot_group = rng.choice(len(shares), size=num_samples, p=weights / weights.sum())
+    out = np.empty(num_samples, dtype=np.int64)
+    for g, pool in enumerate(pools):
+        slots = np.flatnonzero(slot_group == g)
+        if len(slots):
+            passes = -(-len(slots) // len(pool))
+            out[slots] = np.concatenate([rng.permutation(pool) for _ in range(passes)])[: len(slots)]
+    return out
+
+
+class GroupShareSampler(Sampler[int]):
+    """Sampler over :func:`group_share_indices`, a new draw each epoch; DDP-aware.
+
+    Every rank draws the same global order from the shared seed and takes its own stride.
+    MONAI only calls ``set_epoch`` on DistributedSampler, so each ``__iter__`` also moves to
+    the next epoch by itself (a resumed run therefore replays the first epochs' draws).
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[int] | np.ndarray,
+        shares: Sequence[float],
+        num_samples: int,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        self.groups = np.asarray(groups, dtype=np.int64)
+        self.shares = list(shares)
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        indices = group_share_indices(self.groups, self.shares, self.num_samples, self.seed + self.epoch)
+        self.epoch += 1
+        return iter(indices[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_samples, self.num_replicas))

@@ -1,0 +1,109 @@
+"""Label cache built once per series, data lists, and the training windows the bundle feeds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from lungmonai.segmentation.data import GROUPS, group_of, nodule_list, prepare_labels, slice_items, split_series, training_items
+from lungmonai.segmentation.label_cache import ENTRY_FILE, LabelCache, label_params
+
+REPO = Path(__file__).resolve().parents[2]
+ALL = ["train", "val", "test"]
+
+
+def _prepared(root: Path) -> Path:
+    return root / "prepared"
+
+
+def test_contours_and_box_rule_agree_on_spheres_and_are_built_once(seg_dataset: Path, tmp_path: Path) -> None:
+    labels_dir = tmp_path / "labels"
+    contours = prepare_labels(_prepared(seg_dataset), ALL, labels_dir, label_params("contours", str(seg_dataset / "masks")))
+    boxes = prepare_labels(_prepared(seg_dataset), ALL, labels_dir, label_params("annotations"))
+    total = 0
+    for uid in split_series(_prepared(seg_dataset), ALL):
+        a, b = np.asarray(contours.read_labels(uid)), np.asarray(boxes.read_labels(uid))
+        assert a.dtype == np.uint8 and a.shape == (24, 40, 40)
+        assert np.array_equal(a, b)  # dense spheres in -850 HU: the book's rule finds them exactly
+        total += int(a.sum())
+    assert total > 0
+    nodules = {uid: np.zeros((0, 3)) for uid in split_series(_prepared(seg_dataset), ALL)}
+    again = LabelCache(_prepared(seg_dataset) / "cache", labels_dir, label_params("contours", str(seg_dataset / "masks")))
+    assert again.ensure(nodules) == {"built": 0, "fresh": 4}
+
+
+def test_a_changed_mask_file_or_a_missing_sidecar_means_rebuild(seg_dataset: Path, tmp_path: Path) -> None:
+    params = label_params("contours", str(seg_dataset / "masks"))
+    cache = prepare_labels(_prepared(seg_dataset), ALL, tmp_path, params)
+    uid = split_series(_prepared(seg_dataset), ALL)[0]
+    no_nodules = np.zeros((0, 3))
+    assert cache.is_fresh(uid, no_nodules)
+    mask_raw = next((seg_dataset / "masks").glob(f"{uid}.*raw"))
+    stat = mask_raw.stat()
+    os.utime(mask_raw, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert not cache.is_fresh(uid, no_nodules)
+    (cache.directory(uid) / ENTRY_FILE).unlink()
+    fresh_reader = LabelCache(_prepared(seg_dataset) / "cache", tmp_path, params)
+    with pytest.raises(LookupError):
+        fresh_reader.read_labels(uid)
+    assert fresh_reader.ensure({uid: no_nodules}) == {"built": 1, "fresh": 0}
+
+
+def test_annotation_labels_key_on_the_nodule_centres(seg_dataset: Path, tmp_path: Path) -> None:
+    cache = prepare_labels(_prepared(seg_dataset), ALL, tmp_path, label_params("annotations"))
+    uid = split_series(_prepared(seg_dataset), ALL)[0]
+    assert not cache.is_fresh(uid, np.array([[1.0, 2.0, 3.0]]))
+
+
+def test_contours_missing_for_a_series_is_an_error_naming_the_way_out(seg_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="annotations"):
+        prepare_labels(_prepared(seg_dataset), ALL, tmp_path, label_params("contours", str(tmp_path / "none")))
+
+
+def test_data_lists(seg_dataset: Path, tmp_path: Path) -> None:
+    prepared = _prepared(seg_dataset)
+    cache = prepare_labels(prepared, ALL, tmp_path, label_params("contours", str(seg_dataset / "masks")))
+    items = training_items(prepared, ALL, cache)
+    groups = np.array(group_of(items))
+    assert set(groups.tolist()) == {0, 1, 2} and (groups == GROUPS.index("random")).sum() == 4
+    assert {tuple(sorted(i)) for i in items} == {("col", "kind", "row", "series_uid", "slice")}
+    assert len(slice_items(prepared, ALL)) == 4 * 24
+    nodules = nodule_list(prepared, ALL)
+    assert len(nodules) == 4 and all(n["radius_mm"] > 0 for n in nodules)
+
+
+def _parser(seg_dataset: Path, tmp_path: Path, **overrides: object) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles/nodule_seg/configs/train.json"))
+    parser.update({"dataset_dir": str(seg_dataset), "bundle_root": str(tmp_path), "num_workers": 0,
+                   "train_parts": ALL, **overrides})
+    return parser
+
+
+def test_training_batches_are_64px_crops_of_seven_slices_with_the_configured_share(seg_dataset: Path, tmp_path: Path) -> None:
+    parser = _parser(seg_dataset, tmp_path, epoch_samples=96, batch_size=16, positive_share=0.5)
+    torch.manual_seed(0)
+    kinds, positives_with_label = [], []
+    for batch in parser.get_parsed_content("train#dataloader"):
+        assert batch["image"].shape == (16, 7, 64, 64) and batch["label"].shape == (16, 1, 64, 64)
+        assert set(torch.unique(batch["label"]).tolist()) <= {0.0, 1.0}
+        assert float(batch["image"].min()) >= -1.5 and float(batch["image"].max()) <= 1.5
+        for kind, label in zip(batch["kind"], batch["label"]):
+            kinds.append(kind)
+            if kind == "nodule":
+                positives_with_label.append(bool(label.sum() > 0))
+    share = kinds.count("nodule") / len(kinds)
+    assert 0.3 < share < 0.7
+    assert np.mean(positives_with_label) > 0.9  # the nodule stays inside the 64px crop
+
+
+def test_validation_items_are_whole_slices_padded_to_the_unet_grid(seg_dataset: Path, tmp_path: Path) -> None:
+    parser = _parser(seg_dataset, tmp_path, val_parts=["val"], train_parts=["train"], divisible=16)
+    batch = next(iter(parser.get_parsed_content("validate#dataloader")))
+    assert batch["image"].shape[1:] == (7, 48, 48) and batch["label"].shape[1:] == (1, 48, 48)
+    assert torch.all(batch["image"][:, :, 40:] == -1.0)  # padding is air

@@ -1,0 +1,37 @@
+"""Epoch composition: shares of nodule / random / candidate windows, DDP strides."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lungmonai.segmentation.sampling import GroupShareSampler, group_share_indices
+
+
+def test_shares_are_met_and_every_item_of_a_group_is_used() -> None:
+    groups = np.array([0] * 10 + [1] * 5 + [2] * 200)
+    idx = group_share_indices(groups, [0.5, 0.25, 0.25], 4000, seed=3)
+    drawn = groups[idx]
+    assert abs((drawn == 0).mean() - 0.5) < 0.03 and abs((drawn == 1).mean() - 0.25) < 0.03
+    assert set(idx[drawn == 0]) == set(range(10))  # positives cycle through all of them
+
+
+def test_empty_groups_give_their_share_to_the_others() -> None:
+    groups = np.array([0] * 4 + [1] * 4)
+    idx = group_share_indices(groups, [0.5, 0.25, 0.25], 1000, seed=0)
+    assert abs((groups[idx] == 0).mean() - 2 / 3) < 0.05
+    with pytest.raises(ValueError):
+        group_share_indices(groups, [0.0, 0.0, 1.0], 10, seed=0)
+
+
+def test_sampler_redraws_each_epoch_and_ranks_are_disjoint() -> None:
+    groups = np.arange(100) % 3
+    sampler = GroupShareSampler(groups, [0.4, 0.3, 0.3], num_samples=50, seed=1)
+    first, second = list(sampler), list(sampler)
+    assert len(first) == 50 and first != second
+    ranks = [GroupShareSampler(groups, [0.4, 0.3, 0.3], 50, seed=1, num_replicas=2, rank=r) for r in (0, 1)]
+    for s in ranks:
+        s.set_epoch(0)
+    a, b = list(ranks[0]), list(ranks[1])
+    merged = [x for pair in zip(a, b) for x in pair]
+    assert len(ranks[0]) == 25 and merged == first
