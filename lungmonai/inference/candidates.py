@@ -76,3 +76,20 @@ def score_candidates_file(
     out = out.rename(columns={"center_x": "coordX", "center_y": "coordY", "center_z": "coordZ"})
     atomic_write_csv(output_csv, out, index=False)
     return out
+
+
+def load_network(network: nn.Module, ckpt_path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """``network`` with the bundle's trained weights, on ``device``, in eval mode.
+
+    A missing file is the usual first-run mistake, so the error names the training command.
+    """
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        bundle = ckpt_path.parent.parent
+        raise FileNotFoundError(
+            f"{ckpt_path}: no trained weights; train them with "
+            f"`python -m monai.bundle run training --config_file {bundle}/configs/train.json` (or `make demo`)"
+        )
+    state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    network.load_state_dict(state)
+    return network.to(device).eval()

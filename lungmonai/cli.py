@@ -1,0 +1,60 @@
+"""``lungmonai analyze PATH [--out DIR]`` and ``lungmonai evaluate``: the pipeline from a shell.
+
+Thresholds come from ``bundles/nodule_pipeline/configs/inference.json`` (the same settings the
+bundle uses), and any of them can be overridden with a flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields, replace
+
+from lungmonai.pipeline.analysis import PipelineSettings
+from lungmonai.pipeline.models import BUNDLES, _in_repo
+
+
+def bundle_settings() -> PipelineSettings:
+    from monai.bundle import ConfigParser
+
+    with _in_repo():
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLES / "nodule_pipeline/configs/inference.json"))
+        return parser.get_parsed_content("settings")
+
+
+def _settings(args: argparse.Namespace) -> PipelineSettings:
+    overrides = {f.name: getattr(args, f.name) for f in fields(PipelineSettings) if getattr(args, f.name) is not None}
+    return replace(bundle_settings(), **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lungmonai", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    analyze_p = sub.add_parser("analyze", help="find nodules in a CT (.mhd, NIfTI, DICOM directory, or a folder of them)")
+    analyze_p.add_argument("path")
+    analyze_p.add_argument("--out", default="output", help="report directory (default: output)")
+    analyze_p.add_argument("--mask", action="store_true", help="also write the segmentation mask as NIfTI")
+    evaluate_p = sub.add_parser("evaluate", help="FROC/CPM and the confusion table on the split's val or test series")
+    evaluate_p.add_argument("--dataset_dir", default="data/luna16_synth")
+    evaluate_p.add_argument("--part", default="test", choices=("val", "test"))
+    evaluate_p.add_argument("--out", default="output/evaluation")
+    evaluate_p.add_argument("--n_boot", type=int, default=1000)
+    for p in (analyze_p, evaluate_p):
+        p.add_argument("--device", default=None, help="cpu or cuda:N (default: cuda if available)")
+        for f in fields(PipelineSettings):
+            p.add_argument(f"--{f.name}", type=type(f.default), default=None)
+    args = ap.parse_args(argv)
+
+    from lungmonai.pipeline import analyze, evaluate_split, load_models
+
+    settings = _settings(args)
+    models = load_models(device=args.device)
+    if args.command == "analyze":
+        analyze(args.path, args.out, settings, models, write_mask=args.mask)
+    else:
+        evaluate_split(args.dataset_dir, args.part, args.out, settings, models, n_boot=args.n_boot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

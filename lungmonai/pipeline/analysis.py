@@ -1,0 +1,77 @@
+"""One CT through segmentation, grouping, nodule classification and malignancy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from lungmonai.grouping import group_segmentation, segmentation_mask
+from lungmonai.inference.candidates import predict_probabilities
+from lungmonai.io.volume import CTVolume
+from lungmonai.pipeline.models import PipelineModels
+from lungmonai.segmentation import segment_ct
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Thresholds and limits of the analysis (the pipeline bundle's config sets them)."""
+
+    seg_threshold: float = 0.5
+    erosion_iterations: int = 1
+    max_components: int = 300
+    nodule_threshold: float = 0.5
+    malignancy_threshold: float = 0.5
+    seg_batch_size: int = 16
+    crop_batch_size: int = 64
+
+
+@dataclass
+class Analysis:
+    """Every candidate the segmentation produced, with its probabilities, plus what it cost."""
+
+    ct: CTVolume
+    candidates: pd.DataFrame
+    mask: np.ndarray
+    labels: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def nodules(self, settings: PipelineSettings) -> pd.DataFrame:
+        """Candidates the classifier calls nodules."""
+        return self.candidates[self.candidates["p_nodule"] >= settings.nodule_threshold]
+
+
+def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings = PipelineSettings()) -> Analysis:
+    """Segment every slice, group voxels into candidates, classify them, then rate malignancy
+    of those above the nodule threshold. ``candidates`` keeps all candidates (LUNA16's
+    submission format scores every one); P(malignant) is NaN below the nodule threshold."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    seg = models.seg_settings
+    prob = segment_ct(ct, models.segmenter, models.device, batch_size=settings.seg_batch_size,
+                      context=seg["context"], hu_window=seg["hu_window"])
+    seconds["segment"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    mask = segmentation_mask(prob, threshold=settings.seg_threshold, erosion_iterations=settings.erosion_iterations)
+    groups = group_segmentation(prob, ct.hu, ct.geometry, mask=mask, max_components=settings.max_components)
+    seconds["group"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    centers = groups[["center_x", "center_y", "center_z"]].to_numpy(np.float64)
+    groups["p_nodule"] = predict_probabilities(ct, centers, models.classifier, models.cls_transform,
+                                               models.device, settings.crop_batch_size)
+    seconds["classify"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    groups["p_malignant"] = np.nan
+    kept = groups["p_nodule"].to_numpy() >= settings.nodule_threshold
+    if models.malignancy is not None and kept.any():
+        groups.loc[kept, "p_malignant"] = predict_probabilities(
+            ct, centers[kept], models.malignancy, models.mal_transform, models.device, settings.crop_batch_size
+        )
+    seconds["malignancy"] = time.perf_counter() - start
+    groups.insert(0, "series_uid", ct.series_uid)
+    return Analysis(ct=ct, candidates=groups.reset_index(drop=True), mask=mask, seconds=seconds)

@@ -1,0 +1,108 @@
+"""The end-to-end analysis judged on held-out series: LUNA16 FROC/CPM and the book's confusion table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lungmonai.cache.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
+from lungmonai.data.candidates import assert_no_leak, require_prepared
+from lungmonai.io import find_series, read_ct
+from lungmonai.lidc.join import read_annotations_with_malignancy
+from lungmonai.metrics.confusion import confusion_for_ct, confusion_summary, confusion_to_dict, format_confusion, sum_confusion
+from lungmonai.metrics.froc import bootstrap_froc, froc_figure, froc_to_json
+from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
+from lungmonai.pipeline.models import PipelineModels, load_models
+from lungmonai.pipeline.report import write_reports
+from lungmonai.plots import save_figure
+from lungmonai.progress import progress
+from lungmonai.tables.splits import load_split
+
+_XYZ = ["coordX", "coordY", "coordZ"]
+
+
+def _truth(dataset_dir: Path) -> pd.DataFrame:
+    """Annotated nodules with a malignancy flag (all benign when no malignancy table exists)."""
+    malignancy = dataset_dir / "annotations_with_malignancy.csv"
+    if malignancy.is_file():
+        return read_annotations_with_malignancy(malignancy)
+    annotations = pd.read_csv(dataset_dir / "annotations.csv", dtype={"seriesuid": str})
+    return annotations.assign(mal_bool=False)
+
+
+def evaluate_split(
+    dataset_dir: str | Path,
+    part: str = "test",
+    out_dir: str | Path = "output/evaluation",
+    settings: PipelineSettings = PipelineSettings(),
+    models: PipelineModels | None = None,
+    prepared_dir: str | Path | None = None,
+    n_boot: int = 1000,
+    reports: bool = True,
+) -> dict[str, Any]:
+    """Analyse every series of ``part``; write detections, per-CT reports, metrics JSON and FROC PNG."""
+    dataset = Path(dataset_dir)
+    prepared = require_prepared(prepared_dir or dataset / "prepared")
+    assert_no_leak(prepared, ["train"], [part])
+    series = load_split(prepared / "split.json").series_in(part)
+    paths = find_series(dataset)
+    missing = [uid for uid in series if uid not in paths]
+    if missing:
+        raise FileNotFoundError(f"{dataset}: {len(missing)} {part} series of the split are not on disk, e.g. {missing[0]}")
+    models = models or load_models()
+    out = Path(out_dir)
+    truth = _truth(dataset)
+    excluded_path = dataset / "annotations_excluded.csv"
+    excluded = pd.read_csv(excluded_path, dtype={"seriesuid": str}) if excluded_path.is_file() else None
+
+    detections, per_ct, seconds = [], {}, []
+    for uid in progress(series, desc=f"analysing {part} series", unit="CT"):
+        analysis = analyze_ct(read_ct(paths[uid]), models, settings)
+        seconds.append(sum(analysis.seconds.values()))
+        if reports:
+            write_reports(analysis, out / "reports", settings)
+        c = analysis.candidates
+        frame = pd.DataFrame({"seriesuid": uid, "coordX": c["center_x"], "coordY": c["center_y"],
+                              "coordZ": c["center_z"], "probability": c["p_nodule"],
+                              "p_nodule": c["p_nodule"], "p_malignant": c["p_malignant"]})
+        detections.append(frame)
+        t = truth[truth["seriesuid"] == uid]
+        e = excluded[excluded["seriesuid"] == uid] if excluded is not None else None
+        per_ct[uid] = confusion_for_ct(
+            t[_XYZ].to_numpy(np.float64), t["diameter_mm"].to_numpy(np.float64), t["mal_bool"].to_numpy(bool),
+            frame[_XYZ].to_numpy(np.float64), frame["p_nodule"].to_numpy(np.float64),
+            frame["p_malignant"].fillna(0.0).to_numpy(np.float64) if models.malignancy is not None else None,
+            nodule_threshold=settings.nodule_threshold, malignancy_threshold=settings.malignancy_threshold,
+            excluded_xyz=None if e is None else e[_XYZ].to_numpy(np.float64),
+            excluded_diameter_mm=None if e is None else e["diameter_mm"].to_numpy(np.float64),
+        )
+    all_detections = pd.concat(detections, ignore_index=True) if detections else pd.DataFrame(columns=["seriesuid", *_XYZ, "probability"])
+    atomic_write_csv(out / "detections.csv", all_detections, index=False)
+
+    froc = bootstrap_froc(all_detections[["seriesuid", *_XYZ, "probability"]], truth, series, excluded=excluded, n_boot=n_boot)
+    save_figure(froc_figure(froc, title=f"FROC on the {part} series (CPM {froc['cpm']:.3f})"), out / "froc.png")
+    total = sum_confusion(per_ct.values())
+    malignant_row = total[2]
+    metrics = {
+        "part": part,
+        "series": len(series),
+        "seconds_per_ct_median": float(np.median(seconds)) if seconds else None,
+        "froc": froc_to_json(froc, include_nodules=False),
+        "cpm": froc["cpm"],
+        "cpm_ci": froc.get("cpm_ci"),
+        "confusion": confusion_to_dict(total),
+        "confusion_summary": confusion_summary(total),
+        "malignant_recall": float(malignant_row[3] / malignant_row.sum()) if malignant_row.sum() else None,
+        "confusion_per_ct": {uid: confusion_to_dict(m) for uid, m in per_ct.items()},
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    text = format_confusion(total, title=f"{part}: {len(series)} CTs") + (
+        f"\nCPM {froc['cpm']:.3f} (95% CI {froc['cpm_ci'][0]:.3f}-{froc['cpm_ci'][1]:.3f}); "
+        f"sensitivity at 1/8..8 FPs/scan: {', '.join(f'{s:.2f}' for s in froc['sensitivities'])}\n"
+    )
+    atomic_write_text(out / "summary.txt", text)
+    print(text, flush=True)
+    return metrics

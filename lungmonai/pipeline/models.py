@@ -1,0 +1,84 @@
+"""The three trained networks the analysis needs, loaded from their bundles' inference configs.
+
+Each bundle's ``inference.json`` stays the one source of its network definition, weights path
+and crop preprocessing; this module only reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lungmonai.segmentation import load_segmenter
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLES = REPO / "bundles"
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineModels:
+    segmenter: nn.Module
+    seg_settings: dict
+    classifier: nn.Module
+    cls_transform: Callable
+    malignancy: nn.Module | None
+    mal_transform: Callable | None
+    device: torch.device
+
+
+@contextmanager
+def _in_repo() -> Iterator[None]:
+    """Bundle configs name each other by repository-relative paths (``%bundles/...`` macros)."""
+    previous = Path.cwd()
+    os.chdir(REPO)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _crop_classifier(bundle_root: Path, device: torch.device) -> tuple[nn.Module, Callable]:
+    from monai.bundle import ConfigParser
+
+    with _in_repo():
+        parser = ConfigParser()
+        parser.read_config(str(bundle_root / "configs" / "inference.json"))
+        parser["bundle_root"] = str(bundle_root)
+        parser["device"] = f"$torch.device('{device}')"
+        return parser.get_parsed_content("network"), parser.get_parsed_content("preprocessing")
+
+
+def _require(path: Path, bundle: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no trained weights; train them with `python -m monai.bundle run training "
+            f"--config_file bundles/{bundle}/configs/train.json` (or `make demo`)"
+        )
+    return path
+
+
+def load_models(
+    bundles_dir: str | Path = BUNDLES, device: str | torch.device | None = None, with_malignancy: bool = True
+) -> PipelineModels:
+    """Segmenter, nodule classifier and (when trained) malignancy model from ``bundles_dir``."""
+    device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    bundles = Path(bundles_dir).resolve()
+    seg_root = bundles / "nodule_seg"
+    segmenter, seg_settings = load_segmenter(seg_root, _require(seg_root / "models/model.pt", "nodule_seg"), device)
+    _require(bundles / "nodule_cls/models/model.pt", "nodule_cls")
+    classifier, cls_transform = _crop_classifier(bundles / "nodule_cls", device)
+    malignancy, mal_transform = None, None
+    mal_root = bundles / "nodule_malignancy"
+    if with_malignancy and (mal_root / "models/model.pt").is_file():
+        malignancy, mal_transform = _crop_classifier(mal_root, device)
+    elif with_malignancy:
+        logger.warning("%s: no malignancy model; P(malignant) is left empty", mal_root / "models/model.pt")
+    return PipelineModels(segmenter, seg_settings, classifier, cls_transform, malignancy, mal_transform, device)
