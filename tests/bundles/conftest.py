@@ -1,4 +1,4 @@
-"""A tiny prepared LUNA16-format dataset shared by the bundle tests, and a bundle runner."""
+"""Run bundles through `python -m monai.bundle` as a user would."""
 
 from __future__ import annotations
 
@@ -8,23 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import write_luna_dataset
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """10 series of 40x64x64 with spheres as nodules, prepared (table, split, cache)."""
-    from lungmonai.tables.prepare import prepare_dataset
-
-    root = tmp_path_factory.mktemp("luna_tiny")
-    write_luna_dataset(root, n_series=10, shape_irc=(40, 64, 64), nodules_per_series=(2, 1, 1, 0),
-                       negatives_per_series=12, noise_hu=30)
-    prepare_dataset(root, workers=1)
-    return root
 
 
 def run_bundle(run_id: str, configs: list[str], overrides: dict[str, object], timeout: int = 300,

@@ -1,0 +1,103 @@
+"""The end-to-end analysis on a tiny LUNA16-format dataset with untrained networks.
+
+Untrained weights say nothing about accuracy; these tests pin the plumbing a user relies on:
+every CT of the part is analysed, the files are written with the documented columns, the
+FROC and confusion table count every annotated nodule exactly once, thresholds are honoured.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from lungmonai.pipeline import PipelineSettings, analyze, evaluate_split, load_models
+from lungmonai.pipeline.models import REPO
+from lungmonai.tables.splits import load_split
+
+pytestmark = pytest.mark.slow
+
+
+def _untrained_bundle(bundles: Path, name: str, seed: int) -> None:
+    root = bundles / name
+    shutil.copytree(REPO / "bundles" / name / "configs", root / "configs")
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs/inference.json"))
+    torch.manual_seed(seed)
+    net = parser.get_parsed_content("network_def")
+    (root / "models").mkdir()
+    torch.save(net.state_dict(), root / "models/model.pt")
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bundles = tmp_path_factory.mktemp("bundles")
+    for seed, name in enumerate(("nodule_seg", "nodule_cls", "nodule_malignancy")):
+        _untrained_bundle(bundles, name, seed)
+    return bundles
+
+
+@pytest.fixture(scope="module")
+def models(bundles: Path):
+    return load_models(bundles, device="cpu")
+
+
+def test_missing_weights_name_the_training_command(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nodule_seg/configs/train.json"):
+        load_models(tmp_path, device="cpu")
+
+
+def test_analyze_writes_every_report(tiny_prepared: Path, models, tmp_path: Path) -> None:
+    ct_path = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    # Threshold 0 keeps every grouped candidate, so pictures and P(malignant) are exercised.
+    settings = PipelineSettings(seg_threshold=0.0, nodule_threshold=0.0, max_components=5)
+    reports = analyze(ct_path, tmp_path, settings, models, write_mask=True)
+    (report,) = reports
+    uid = ct_path.stem
+    assert report["series_uid"] == uid and report["candidates"] <= 5
+    submission = pd.read_csv(tmp_path / f"{uid}_submission.csv")
+    assert list(submission.columns) == ["seriesuid", "coordX", "coordY", "coordZ", "probability"]
+    assert len(submission) == report["candidates"] and submission["probability"].between(0, 1).all()
+    saved = json.loads((tmp_path / f"{uid}_report.json").read_text())
+    assert len(saved["nodules"]) == report["candidates"]
+    first = saved["nodules"][0]
+    assert {"center_xyz", "center_irc", "p_nodule", "p_malignant", "voxels", "diameter_mm"} <= set(first)
+    assert 0.0 <= first["p_malignant"] <= 1.0
+    for name in saved["pictures"]:
+        assert (tmp_path / name).stat().st_size > 0
+    assert (tmp_path / f"{uid}_mask.nii.gz").is_file()
+
+
+def test_nodule_threshold_filters_reports_and_malignancy(tiny_prepared: Path, models, tmp_path: Path) -> None:
+    ct_path = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    settings = PipelineSettings(seg_threshold=0.0, nodule_threshold=1.01, max_components=5)
+    (report,) = analyze(ct_path, tmp_path, settings, models, pictures=False)
+    assert report["candidates"] > 0 and report["nodules"] == []
+
+
+def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp_path: Path) -> None:
+    settings = PipelineSettings(seg_threshold=0.0, nodule_threshold=0.5, max_components=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the component cap may bite
+        metrics = evaluate_split(tiny_prepared, "test", tmp_path, settings, models, n_boot=50, reports=False)
+    test_series = load_split(tiny_prepared / "prepared/split.json").series_in("test")
+    truth = pd.read_csv(tiny_prepared / "annotations_with_malignancy.csv")
+    n_nodules = int(truth["seriesuid"].isin(test_series).sum())
+    confusion = metrics["confusion"]
+    rows = confusion["matrix"] if "matrix" in confusion else confusion
+    assert metrics["series"] == len(test_series)
+    assert metrics["froc"]["total_nodules"] == n_nodules
+    assert sum(sum(r) for r in rows[1:]) == n_nodules  # benign + malignant rows
+    assert 0.0 <= metrics["cpm"] <= 1.0
+    assert (tmp_path / "froc.png").stat().st_size > 0 and (tmp_path / "detections.csv").is_file()
+
+
+def test_evaluation_refuses_the_train_part(tiny_prepared: Path, models, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        evaluate_split(tiny_prepared, "train", tmp_path, PipelineSettings(), models, n_boot=10)
