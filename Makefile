@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA ?= data/luna16_synth
-SERIES ?= 40
+SERIES ?= 100
 WHEELS := $(wildcard /opt/wheels)
 
 .PHONY: demo test venv clean-data

@@ -40,11 +40,14 @@ def _bundle(config_files: list[str], run_id: str, overrides: dict[str, object]) 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset_dir", default="data/luna16_synth")
-    ap.add_argument("--series", type=int, default=40, help="series to generate when the dataset is missing")
+    ap.add_argument("--series", type=int, default=100, help="series to generate when the dataset is missing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--cls_epochs", type=int, default=6)
-    ap.add_argument("--cls_epoch_samples", type=int, default=2048)
+    ap.add_argument("--cls_epoch_samples", type=int, default=1024)
+    ap.add_argument("--seg_epochs", type=int, default=5)
+    ap.add_argument("--mal_epochs", type=int, default=8)
+    ap.add_argument("--retrain", action="store_true", help="train every model again even if weights exist")
     args = ap.parse_args(argv)
     dataset = Path(args.dataset_dir)
     if not dataset.is_absolute():
@@ -76,17 +79,23 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {"dataset_dir": str(dataset)}
 
-    def train_cls() -> None:
-        if (REPO / "bundles/nodule_cls/models/model.pt").is_file() and not _stale(
-            REPO / "bundles/nodule_cls/models/model.pt", prepared / "split.json"
-        ):
-            print("bundles/nodule_cls/models/model.pt exists and is newer than the split: skipping training")
-            return
-        _bundle(
-            ["bundles/nodule_cls/configs/train.json"],
-            "training",
-            {**overrides, "epochs": args.cls_epochs, "epoch_samples": args.cls_epoch_samples},
-        )
+    def train(bundle: str, budget: dict[str, object]) -> Callable[[], None]:
+        def run() -> None:
+            weights = REPO / "bundles" / bundle / "models/model.pt"
+            if weights.is_file() and not args.retrain and not _stale(weights, prepared / "split.json"):
+                print(f"{weights.relative_to(REPO)} exists and is newer than the split: skipping (--retrain to redo)")
+                return
+            _bundle([f"bundles/{bundle}/configs/train.json"], "training", {**overrides, **budget})
+
+        return run
+
+    # The demo's budget on 2 CPU cores; the bundles' own defaults are the book's full-size settings.
+    train_cls = train("nodule_cls", {
+        "epochs": args.cls_epochs, "epoch_samples": args.cls_epoch_samples, "optimizer_name": "adamw",
+        "learning_rate": 3e-4, "weight_decay": 0.01, "augment_rotate": False, "augment_scale": False,
+    })
+    train_seg = train("nodule_seg", {"epochs": args.seg_epochs})
+    train_mal = train("nodule_malignancy", {"epochs": args.mal_epochs})
 
     def evaluate_cls() -> None:
         _bundle(
@@ -101,12 +110,23 @@ def main(argv: list[str] | None = None) -> int:
             f"precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} AUC {m['auc']:.3f}"
         )
 
+    def analyse_test() -> None:
+        from lungmonai.cli import bundle_settings
+        from lungmonai.pipeline import evaluate_split
+
+        metrics = evaluate_split(dataset, "test", REPO / "output/evaluation", bundle_settings(), n_boot=500)
+        print(f"reports, FROC and metrics in {REPO / 'output/evaluation'}; "
+              f"malignant-nodule recall {metrics['malignant_recall']}")
+
     stages = [
         ("1. embedded LUNA16-format dataset", generate),
         ("2. dataset check", check),
         ("3. candidate table, split, crop cache", prepare),
         ("4. nodule classifier: training", train_cls),
         ("5. nodule classifier: evaluation on the validation series", evaluate_cls),
+        ("6. nodule segmentation: training", train_seg),
+        ("7. malignancy: fine-tuning the nodule classifier", train_mal),
+        ("8. end to end on the test series: confusion table and LUNA16 FROC/CPM", analyse_test),
     ]
     for title, body in stages:
         _run_stage(title, body)
