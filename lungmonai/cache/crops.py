@@ -133,7 +133,11 @@ def series_dir(cache_dir: str | os.PathLike[str], series_uid: str) -> Path:
 
 def read_entry(cache_dir: str | os.PathLike[str], series_uid: str) -> dict[str, Any] | None:
     """The sidecar if it exists, parses, and its data files have the recorded sizes; else None."""
-    directory = series_dir(cache_dir, series_uid)
+    return read_sidecar(series_dir(cache_dir, series_uid))
+
+
+def read_sidecar(directory: Path) -> dict[str, Any] | None:
+    """``directory``'s sidecar when it parses and every data file it lists has the recorded size."""
     try:
         entry = json.loads((directory / ENTRY_FILE).read_text(encoding="utf-8"))
         for name, size in entry["files"].items():
@@ -144,7 +148,7 @@ def read_entry(cache_dir: str | os.PathLike[str], series_uid: str) -> dict[str, 
     return entry
 
 
-class _PerProcessLRU:
+class PerProcessLRU:
     """A small LRU of open memmaps, emptied when the pid changes.
 
     A forked DataLoader worker must not share its parent's cached handles (their lifetime
@@ -194,7 +198,7 @@ class CropCache:
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.params = CacheParams(tuple(crop_shape), tuple(hu_clip), pad_value)  # type: ignore[arg-type]
-        self._open = _PerProcessLRU(max_open)
+        self._open = PerProcessLRU(max_open)
 
     def __repr__(self) -> str:
         return f"CropCache({str(self.cache_dir)!r}, {self.params})"

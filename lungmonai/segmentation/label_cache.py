@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from lungmonai.cache.atomic import atomic_save_npy, atomic_write_json, remove_stale_temps
-from lungmonai.cache.crops import CropCache, _PerProcessLRU, centers_digest
+from lungmonai.cache.crops import CropCache, PerProcessLRU, centers_digest, read_sidecar
 from lungmonai.cache.source import source_identity
 from lungmonai.geometry import xyz_to_irc
 from lungmonai.progress import progress
@@ -83,17 +83,6 @@ def label_key(
     return json.loads(json.dumps(key))
 
 
-def _read_sidecar(directory: Path) -> dict[str, Any] | None:
-    try:
-        entry = json.loads((directory / ENTRY_FILE).read_text(encoding="utf-8"))
-        for name, size in entry["files"].items():
-            if (directory / name).stat().st_size != size:
-                return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return entry
-
-
 class LabelCache:
     """Builds (when missing or stale) and reads the label entries of one label source."""
 
@@ -103,7 +92,7 @@ class LabelCache:
         self.volumes = CropCache(cache_dir)
         self.label_dir = Path(label_dir)
         self.params = params
-        self._open = _PerProcessLRU(max_open)
+        self._open = PerProcessLRU(max_open)
 
     def __repr__(self) -> str:
         return f"LabelCache({str(self.label_dir)!r}, {self.params})"
@@ -117,7 +106,7 @@ class LabelCache:
         return label_key(volume_key, self.params, nodules_xyz, mask_path)
 
     def is_fresh(self, series_uid: str, nodules_xyz: np.ndarray) -> bool:
-        entry = _read_sidecar(self.directory(series_uid))
+        entry = read_sidecar(self.directory(series_uid))
         return entry is not None and entry.get("key") == self._key(series_uid, nodules_xyz)
 
     def build(self, series_uid: str, nodules_xyz: np.ndarray) -> dict[str, Any]:
@@ -164,7 +153,7 @@ class LabelCache:
     def _load(self, series_uid: str, name: str) -> np.ndarray:
         def load() -> np.ndarray:
             directory = self.directory(series_uid)
-            if _read_sidecar(directory) is None:
+            if read_sidecar(directory) is None:
                 raise LookupError(f"{directory}: no complete label entry for series {series_uid}; build it first")
             return np.load(directory / name, mmap_mode="r", allow_pickle=False)
 
