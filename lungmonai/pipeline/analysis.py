@@ -26,6 +26,7 @@ class PipelineSettings:
     malignancy_threshold: float = 0.5
     seg_batch_size: int = 16
     crop_batch_size: int = 64
+    max_pictures: int = 20
 
 
 @dataclass

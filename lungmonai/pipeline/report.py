@@ -37,7 +37,8 @@ def submission_rows(analysis: Analysis) -> pd.DataFrame:
 
 def nodule_records(analysis: Analysis, settings: PipelineSettings) -> list[dict[str, Any]]:
     records = []
-    for rank, row in enumerate(analysis.nodules(settings).itertuples(index=False), start=1):
+    nodules = analysis.nodules(settings).sort_values("p_nodule", ascending=False, kind="stable")
+    for rank, row in enumerate(nodules.itertuples(index=False), start=1):
         p_mal = None if pd.isna(row.p_malignant) else round(float(row.p_malignant), 4)
         records.append({
             "rank": rank,
@@ -93,9 +94,10 @@ def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSet
         "nodules": records,
         "seconds": {k: round(v, 2) for k, v in analysis.seconds.items()},
     }
-    if pictures:
+    if pictures:  # the most likely nodules only: a picture costs ~0.2 s
         report["pictures"] = [
-            save_figure(nodule_figure(analysis, rec), out / f"{stem}_nodule{rec['rank']}.png").name for rec in records
+            save_figure(nodule_figure(analysis, rec), out / f"{stem}_nodule{rec['rank']}.png").name
+            for rec in records[: settings.max_pictures]
         ]
     if write_mask:
         from lungmonai.segmentation import write_like
