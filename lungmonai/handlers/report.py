@@ -25,6 +25,7 @@ def _plain(value: Any) -> Any:
 class ClassificationReportHandler:
     """At the end of an evaluation, write ``metrics.json``, ``confusion_matrix.png`` and ``roc.png``.
 
+    ``parts`` names the split parts evaluated (the metric prefix is always the evaluator's).
     ``extra`` is called with the engine and returns more entries for the JSON (e.g. a baseline's
     AUC); ``extra_curves`` likewise returns more ROC curves ``name -> (score, label)`` to draw in
     the same figure as the model's.
@@ -38,8 +39,10 @@ class ClassificationReportHandler:
         model_name: str = "model",
         extra: Callable[[Engine], Mapping[str, Any]] | None = None,
         extra_curves: Callable[[Engine], Mapping[str, tuple[np.ndarray, np.ndarray]]] | None = None,
+        parts: Sequence[str] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.parts = list(parts) if parts else [prefix]
         self.prefix = prefix
         self.class_names = list(class_names)
         self.model_name = model_name
@@ -54,7 +57,7 @@ class ClassificationReportHandler:
         start = f"{self.prefix}_"
         metrics = {k[len(start):]: _plain(v) for k, v in engine.state.metrics.items() if k.startswith(start)}
         report: dict[str, Any] = {
-            "part": self.prefix,
+            "part": "+".join(self.parts),
             "count": int(len(label)),
             "positives": int(label.sum()),
             "metrics": metrics,
@@ -66,12 +69,12 @@ class ClassificationReportHandler:
         matrix = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]])
         predicted = [f"predicted {name}" for name in self.class_names]
         save_figure(
-            confusion_figure(matrix, self.class_names, predicted, f"{self.prefix}: {len(label)} samples"),
+            confusion_figure(matrix, self.class_names, predicted, f"{'+'.join(self.parts)}: {len(label)} samples"),
             self.output_dir / "confusion_matrix.png",
         )
         if label.any() and (~label).any():
             curves = {self.model_name: (prob, label)}
             if self.extra_curves is not None:
                 curves.update(self.extra_curves(engine))
-            save_figure(roc_figure(curves, title=f"{self.prefix} ROC"), self.output_dir / "roc.png")
+            save_figure(roc_figure(curves, title=f"{'+'.join(self.parts)} ROC"), self.output_dir / "roc.png")
         return report

@@ -59,6 +59,7 @@ def test_evaluate_writes_metrics_and_figures(tiny_prepared: Path, trained: Path)
     table = pd.read_csv(tiny_prepared / "prepared/candidates.csv")
     split = json.loads((tiny_prepared / "prepared/split.json").read_text())["series"]
     test_rows = table[table["series_uid"].map(split) == "test"]
+    assert report["part"] == "test"
     assert report["count"] == len(test_rows) and report["positives"] == int(test_rows["is_nodule"].sum())
     assert {"precision", "recall", "f1", "auc", "loss_pos", "correct_neg"} <= set(report["metrics"])
     assert (trained / "eval/confusion_matrix.png").stat().st_size > 0
