@@ -1,0 +1,23 @@
+"""Helpers that bundle configs call on command-line values.
+
+``python -m monai.bundle run ... --augment_flip false`` hands the config the *string* "false"
+(fire only turns Python literals such as ``False`` into booleans), and a non-empty string is
+true, so a switch typed the way most users type it would silently stay on. Every boolean
+switch in the bundles goes through :func:`flag`.
+"""
+
+from __future__ import annotations
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def flag(value: object) -> bool:
+    """``True``/``False`` from a bool, 0/1, or a string such as "true", "False", "off"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected a boolean switch (true/false), got {value!r}")

@@ -1,0 +1,31 @@
+"""Boolean switches typed on the command line reach the configs as strings."""
+
+from __future__ import annotations
+
+import pytest
+from monai.bundle import ConfigParser
+
+from lungmonai.config import flag
+from tests.bundles.conftest import REPO
+
+
+@pytest.mark.parametrize("value, expected", [(True, True), (False, False), ("false", False), ("False", False),
+                                             ("true", True), ("off", False), ("1", True), (0, False)])
+def test_flag_reads_what_users_type(value: object, expected: bool) -> None:
+    assert flag(value) is expected
+
+
+def test_flag_refuses_anything_else() -> None:
+    with pytest.raises(ValueError, match="boolean"):
+        flag("maybe")
+
+
+@pytest.mark.parametrize("typed", ["false", False])
+def test_augmentation_switch_typed_false_turns_flips_off(typed: object) -> None:
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles/nodule_cls/configs/train.json"))
+    parser.update({"augment_flip": typed, "augment_noise": typed})
+    flips = [t for t in parser.get_parsed_content("augmentation") if type(t).__name__ == "RandFlipd"]
+    assert len(flips) == 3 and all(t.prob == 0.0 for t in flips)
+    noise = [t for t in parser.get_parsed_content("augmentation") if type(t).__name__ == "RandGaussianNoised"]
+    assert noise[0].prob == 0.0
