@@ -10,13 +10,13 @@ import argparse
 from dataclasses import fields, replace
 
 from lungmonai.pipeline.analysis import PipelineSettings
-from lungmonai.pipeline.models import BUNDLES, _in_repo
+from lungmonai.pipeline.models import BUNDLES, in_repo
 
 
 def bundle_settings() -> PipelineSettings:
     from monai.bundle import ConfigParser
 
-    with _in_repo():
+    with in_repo():
         parser = ConfigParser()
         parser.read_config(str(BUNDLES / "nodule_pipeline/configs/inference.json"))
         return parser.get_parsed_content("settings")

@@ -15,7 +15,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 
 def balanced_indices(
-    labels: Sequence[bool] | np.ndarray, ratio: int, num_samples: int, seed: int
+    labels: Sequence[bool] | np.ndarray, ratio: int, num_samples: int, seed: int | Sequence[int]
 ) -> np.ndarray:
     """Dataset indices for one epoch: pattern P, N*ratio repeated, positives and negatives cycled
     through independently shuffled orders. ``ratio == 0`` means no balancing (plain shuffle)."""
@@ -79,7 +79,9 @@ class BalancedSampler(DistributedSampler):
         self.epoch = 0
 
     def __iter__(self) -> Iterator[int]:
-        indices = balanced_indices(self.labels, self.ratio, self.num_samples, self.seed + self.epoch)
+        # (seed, epoch) rather than seed + epoch: runs with neighbouring seeds must not replay
+        # each other's epochs shifted by one.
+        indices = balanced_indices(self.labels, self.ratio, self.num_samples, (self.seed, self.epoch))
         return iter(indices[self.rank :: self.num_replicas].tolist())
 
     def __len__(self) -> int:

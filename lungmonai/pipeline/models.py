@@ -35,7 +35,7 @@ class PipelineModels:
 
 
 @contextmanager
-def _in_repo() -> Iterator[None]:
+def in_repo() -> Iterator[None]:
     """Bundle configs name each other by repository-relative paths (``%bundles/...`` macros)."""
     previous = Path.cwd()
     os.chdir(REPO)
@@ -48,7 +48,7 @@ def _in_repo() -> Iterator[None]:
 def _crop_classifier(bundle_root: Path, device: torch.device) -> tuple[nn.Module, Callable]:
     from monai.bundle import ConfigParser
 
-    with _in_repo():
+    with in_repo():
         parser = ConfigParser()
         parser.read_config(str(bundle_root / "configs" / "inference.json"))
         parser["bundle_root"] = str(bundle_root)

@@ -145,3 +145,11 @@ def test_supervised_trainer_reshuffles_every_epoch():
     assert seen[1] != seen[2]
     for order in seen.values():  # still balanced: positives at every other slot
         assert [i in POS for i in order] == [k % 2 == 0 for k in range(12)]
+
+
+def test_neighbouring_seeds_do_not_replay_each_others_epochs() -> None:
+    a = BalancedSampler(LABELS, ratio=1, num_samples=40, seed=0)
+    b = BalancedSampler(LABELS, ratio=1, num_samples=40, seed=1)
+    a.set_epoch(1)
+    b.set_epoch(0)
+    assert list(a) != list(b)
