@@ -61,7 +61,7 @@ def crop_grid_figure(images: np.ndarray, labels: Sequence[int] | None = None, co
         volume = images[k, 0]
         ax.imshow(volume[volume.shape[0] // 2], cmap="gray")
         if labels is not None:
-            ax.set_title(str(int(labels[k])), fontsize=8)
+            ax.set_title(f"{float(labels[k]):g}", fontsize=8)  # soft labels too
     fig.tight_layout()
     return fig
 
