@@ -36,12 +36,12 @@ def balanced_indices(
     n_pos_needed = int(is_pos_slot.sum())
     n_neg_needed = num_samples - n_pos_needed
     out = np.empty(num_samples, dtype=np.int64)
-    out[is_pos_slot] = _cycled_permutation(positives, n_pos_needed, rng)
-    out[~is_pos_slot] = _cycled_permutation(negatives, n_neg_needed, rng)
+    out[is_pos_slot] = cycled_permutation(positives, n_pos_needed, rng)
+    out[~is_pos_slot] = cycled_permutation(negatives, n_neg_needed, rng)
     return out
 
 
-def _cycled_permutation(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+def cycled_permutation(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` items of ``pool``: whole shuffled passes, each pass a fresh permutation."""
     passes = -(-count // len(pool))
     return np.concatenate([rng.permutation(pool) for _ in range(passes)])[:count]

@@ -30,11 +30,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def _unwrap(obj: Any) -> Any:
+def unwrap(obj: Any) -> Any:
     """The module inside DistributedDataParallel/DataParallel, so checkpoints load anywhere."""
     if isinstance(obj, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
         return obj.module
     return obj
+
+
 
 
 class ResumableCheckpoint:
@@ -57,7 +59,7 @@ class ResumableCheckpoint:
     def save(self, engine: Engine) -> None:
         if idist.get_rank() != 0:
             return
-        atomic_torch_save({name: _unwrap(obj).state_dict() for name, obj in self.objects.items()}, self.path)
+        atomic_torch_save({name: unwrap(obj).state_dict() for name, obj in self.objects.items()}, self.path)
 
     def load(self, engine: Engine) -> None:
         if not self.resume:
@@ -71,7 +73,7 @@ class ResumableCheckpoint:
             raise ValueError(f"{self.path}: checkpoint lacks {missing}; it was not written by this bundle")
         max_epochs = engine.state.max_epochs
         for name, obj in self.objects.items():
-            _unwrap(obj).load_state_dict(state[name])
+            unwrap(obj).load_state_dict(state[name])
         # A resumed run may be asked to go further than the one that wrote the checkpoint.
         engine.state.max_epochs = max(max_epochs or 0, engine.state.epoch)
         logger.info("resumed from %s at epoch %d, iteration %d", self.path, engine.state.epoch, engine.state.iteration)

@@ -25,6 +25,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
+from lungmonai.handlers.checkpoint import unwrap
 from lungmonai.optim import decay_param_groups
 
 logger = logging.getLogger(__name__)
@@ -35,13 +36,6 @@ CLASSIFIER_HINT = (
     "bundles/nodule_cls/models/model.pt), point `classifier_ckpt` at another checkpoint, "
     "or pass `--from_scratch true`"
 )
-
-
-def unwrap(network: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel/DataParallel, whose blocks have names."""
-    if isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return network.module
-    return network
 
 
 def block_names(network: nn.Module) -> list[str]:

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from lungmonai.lidc.join import read_annotations_with_malignancy
+from lungmonai.lidc.malignancy import MALIGNANT_RATING
 
 logger = logging.getLogger(__name__)
 
-MALIGNANT_RATING = 4
 MODES = ("hard", "share", "rating")
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lungmonai.metrics.froc import DEFAULT_EXCLUDED_DIAMETER_MM, normalise_columns
+from lungmonai.metrics.froc import hit_matrix, normalise_columns
 
 CONFUSION_ROWS: tuple[str, ...] = ("Non-nodule", "Benign", "Malignant")
 CONFUSION_COLUMNS: tuple[str, ...] = ("Complete miss", "Filtered out", "Predicted benign", "Predicted malignant")
@@ -69,9 +69,7 @@ def _reach(centre_xyz: np.ndarray, diameter_mm: np.ndarray, detection_xyz: np.nd
     diameter = np.asarray(diameter_mm, dtype=np.float64).reshape(-1)
     if diameter.size != centre_xyz.shape[0]:
         raise ValueError(f"{centre_xyz.shape[0]} nodule centres but {diameter.size} diameters")
-    diameter = np.where(diameter < 0.0, DEFAULT_EXCLUDED_DIAMETER_MM, diameter)
-    d2 = ((centre_xyz[:, None, :] - detection_xyz[None, :, :]) ** 2).sum(axis=-1)
-    return d2 < (radius_factor * diameter[:, None]) ** 2
+    return hit_matrix(centre_xyz, diameter, detection_xyz, radius_factor)
 
 
 def confusion_for_ct(

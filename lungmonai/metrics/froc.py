@@ -80,14 +80,17 @@ def _xyz(frame: pd.DataFrame) -> np.ndarray:
     return frame[["coordX", "coordY", "coordZ"]].to_numpy(dtype=np.float64).reshape(-1, 3)
 
 
-def hit_matrix(nodule_xyz: np.ndarray, diameter_mm: np.ndarray, detection_xyz: np.ndarray) -> np.ndarray:
-    """(n_nodules, n_detections) bool: detection within radius (strict, LUNA16's rule)."""
+def hit_matrix(
+    nodule_xyz: np.ndarray, diameter_mm: np.ndarray, detection_xyz: np.ndarray, radius_factor: float = 0.5
+) -> np.ndarray:
+    """(n_nodules, n_detections) bool: detection closer than ``radius_factor * diameter`` (strict;
+    0.5, the radius, is LUNA16's rule)."""
     nodule_xyz = np.asarray(nodule_xyz, dtype=np.float64).reshape(-1, 3)
     detection_xyz = np.asarray(detection_xyz, dtype=np.float64).reshape(-1, 3)
     diameter = np.asarray(diameter_mm, dtype=np.float64).reshape(-1)
     diameter = np.where(diameter < 0.0, DEFAULT_EXCLUDED_DIAMETER_MM, diameter)
     d2 = ((nodule_xyz[:, None, :] - detection_xyz[None, :, :]) ** 2).sum(axis=-1)
-    return d2 < (diameter[:, None] / 2.0) ** 2
+    return d2 < (radius_factor * diameter[:, None]) ** 2
 
 
 class _Matched:

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from lungmonai.data.sampling import cycled_permutation
+
 
 def group_share_indices(groups: Sequence[int] | np.ndarray, shares: Sequence[float], num_samples: int, seed: int) -> np.ndarray:
     """``num_samples`` item indices: each slot picks group g with probability ``shares[g]``
@@ -31,8 +33,7 @@ def group_share_indices(groups: Sequence[int] | np.ndarray, shares: Sequence[flo
     for g, pool in enumerate(pools):
         slots = np.flatnonzero(slot_group == g)
         if len(slots):
-            passes = -(-len(slots) // len(pool))
-            out[slots] = np.concatenate([rng.permutation(pool) for _ in range(passes)])[: len(slots)]
+            out[slots] = cycled_permutation(pool, len(slots), rng)
     return out
 
 
