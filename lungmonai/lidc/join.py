@@ -14,7 +14,6 @@ with :func:`geometries_from_dataset`.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -147,10 +146,7 @@ def _parse_bool(value: object, path: Path) -> bool:
 
 def _parse_details(value: object, path: Path) -> list[int]:
     try:
-        parsed = ast.literal_eval(str(value))
-        if not isinstance(parsed, (list, tuple)):
-            raise ValueError
-        return [int(v) for v in parsed]
+        return parse_ratings(str(value))
     except (ValueError, SyntaxError, TypeError):
         raise ValueError(f"{path}: mal_details must be a list like '[4, 2, 4]', got {value!r}") from None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lungmonai.progress import progress
 from lungmonai.synth.candidates import DEFAULT_NEG_RATIO, LUNA16_NEG_RATIO
 from lungmonai.synth.grid import MODES
 from lungmonai.synth.lidc_nodules import select_sources
@@ -33,17 +33,6 @@ MALIGNANCY_COLUMNS = [
     "seriesuid", "coordX", "coordY", "coordZ", "diameter_mm", "mal_bool", "mal_details",
     "bboxLowX", "bboxLowY", "bboxLowZ", "bboxHighX", "bboxHighY", "bboxHighZ", "len_mal_details",
 ]
-
-
-def _progress(total: int, desc: str):  # noqa: ANN202 (tqdm type)
-    try:
-        from lungmonai.progress import progress
-
-        return progress(total=total, desc=desc, unit="series")
-    except ImportError:  # the shared helper is optional; tqdm alone gives the same bar
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, unit="series", file=sys.stderr)
 
 
 def _run_tasks(tasks: list[SeriesTask], workers: int) -> Iterator[dict[str, Any]]:
@@ -83,7 +72,7 @@ def generate_dataset(
     t_select = time.perf_counter() - t0
     tasks = [SeriesTask(i, s, mode, seed, str(out), i // SERIES_PER_SUBSET, float(neg_ratio)) for i, s in enumerate(sources)]
     results: list[dict[str, Any]] = []
-    with _progress(len(tasks), f"synthetic LUNA16 ({mode})") as bar:
+    with progress(total=len(tasks), desc=f"synthetic LUNA16 ({mode})", unit="series") as bar:
         for res in _run_tasks(tasks, min(workers, len(tasks))):
             results.append(res)
             bar.update(1)

