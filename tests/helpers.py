@@ -12,11 +12,32 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import SimpleITK as sitk
+
+from lungmonai.io import CTReadError, read_ct
 
 UID_PREFIX = "1.3.6.1.4.1.14519.5.2.1.9999.1"
 BACKGROUND_HU = -850
 NODULE_HU = 60
+
+
+def rotation(ax: float, ay: float, az: float) -> np.ndarray:
+    """A proper rotation whose matrix is not symmetric (a transposition slip shows up)."""
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def read_error(path: Path) -> str:
+    """The CTReadError message for ``path``, checked to start with ``"<path>: "``."""
+    with pytest.raises(CTReadError) as caught:
+        read_ct(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: "), message
+    return message
 
 
 @dataclass

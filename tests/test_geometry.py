@@ -16,16 +16,10 @@ from hypothesis.extra.numpy import arrays
 from lungmonai.geometry import irc_to_xyz, xyz_to_irc, xyz_to_irc_continuous
 from lungmonai.io.volume import Geometry
 
+from tests.helpers import rotation
+
 SETTINGS = settings(max_examples=200, deadline=None)
 finite = dict(allow_nan=False, allow_infinity=False)
-
-
-def rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 @st.composite

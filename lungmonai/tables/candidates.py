@@ -135,6 +135,22 @@ def order_and_number(table: pd.DataFrame) -> pd.DataFrame:
     return table[list(COLUMNS)]
 
 
+def _rows(source: pd.DataFrame, *, is_nodule: bool, is_malignant: Any, diameter_mm: Any) -> pd.DataFrame:
+    """Table rows for the LUNA CSV rows ``source``; positives carry an annotation, negatives do not."""
+    return pd.DataFrame(
+        {
+            "series_uid": source["seriesuid"].astype(str).to_numpy(),
+            "center_x": source["coordX"].to_numpy(np.float64),
+            "center_y": source["coordY"].to_numpy(np.float64),
+            "center_z": source["coordZ"].to_numpy(np.float64),
+            "is_nodule": is_nodule,
+            "has_annotation": is_nodule,
+            "is_malignant": is_malignant,
+            "diameter_mm": diameter_mm,
+        }
+    )
+
+
 def build_candidate_table(
     dataset_dir: str | os.PathLike[str],
     series_on_disk: Mapping[str, Any] | Collection[str],
@@ -167,30 +183,9 @@ def build_candidate_table(
         raise CandidateTableError(f"{cand_path}: column 'class' must hold only 0 or 1")
     negatives = candidates[classes.to_numpy() == 0]
 
-    positives_frame = pd.DataFrame(
-        {
-            "series_uid": annotations["seriesuid"].astype(str).to_numpy(),
-            "center_x": annotations["coordX"].to_numpy(np.float64),
-            "center_y": annotations["coordY"].to_numpy(np.float64),
-            "center_z": annotations["coordZ"].to_numpy(np.float64),
-            "is_nodule": True,
-            "has_annotation": True,
-            "is_malignant": is_malignant,
-            "diameter_mm": annotations["diameter_mm"].to_numpy(np.float64),
-        }
-    )
-    negatives_frame = pd.DataFrame(
-        {
-            "series_uid": negatives["seriesuid"].astype(str).to_numpy(),
-            "center_x": negatives["coordX"].to_numpy(np.float64),
-            "center_y": negatives["coordY"].to_numpy(np.float64),
-            "center_z": negatives["coordZ"].to_numpy(np.float64),
-            "is_nodule": False,
-            "has_annotation": False,
-            "is_malignant": False,
-            "diameter_mm": 0.0,
-        }
-    )
+    positives_frame = _rows(annotations, is_nodule=True, is_malignant=is_malignant,
+                            diameter_mm=annotations["diameter_mm"].to_numpy(np.float64))
+    negatives_frame = _rows(negatives, is_nodule=False, is_malignant=False, diameter_mm=0.0)
     table = pd.concat([positives_frame, negatives_frame], ignore_index=True)
     for column in BOOL_COLUMNS:
         table[column] = table[column].astype(bool)

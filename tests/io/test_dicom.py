@@ -9,18 +9,11 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from lungmonai.io import CTReadError, read_ct
+from lungmonai.io import read_ct
+
+from tests.helpers import read_error, rotation
 
 SERIES_UID = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100225287222365663678666836860"
-
-
-def rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    """A proper rotation with a non-symmetric matrix (DICOM orientations are orthonormal)."""
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 DIRECTION = rotation(0.2, -0.35, 0.5)
@@ -118,14 +111,6 @@ def test_non_dicom_files_are_ignored(tmp_path: Path) -> None:
     write_series(tmp_path, hu)
     (tmp_path / "README.txt").write_text("not dicom")
     np.testing.assert_array_equal(read_ct(tmp_path).hu, hu)
-
-
-def read_error(path: Path) -> str:
-    with pytest.raises(CTReadError) as caught:
-        read_ct(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}: "), message
-    return message
 
 
 def test_empty_directory(tmp_path: Path) -> None:

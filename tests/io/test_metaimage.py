@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from lungmonai.io import CTReadError, read_ct
+from lungmonai.io import read_ct
 from lungmonai.io.metaimage import parse_header
+
+from tests.helpers import read_error
 
 # Non-symmetric and non-orthogonal: a transposition slip in TransformMatrix handling shows up.
 DIRECTION = np.array([[0.9, 0.2, -0.1], [0.15, 1.0, 0.3], [0.0, -0.25, 1.1]])
@@ -156,14 +158,6 @@ def test_header_geometry_uses_itk_column_convention(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- errors
-
-
-def read_error(path: Path) -> str:
-    with pytest.raises(CTReadError) as caught:
-        read_ct(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}: "), message
-    return message
 
 
 @pytest.mark.parametrize("compressed", [False, True])

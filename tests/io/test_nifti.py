@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from lungmonai.io import CTReadError, read_ct
+from lungmonai.io import read_ct
+
+from tests.helpers import read_error, rotation
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
-
-
-def rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    """A proper rotation whose matrix is not symmetric (NIfTI qforms must be orthonormal)."""
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def hu_volume(shape=(4, 5, 6)) -> np.ndarray:
@@ -109,14 +102,6 @@ def test_4d_with_one_time_point_is_3d(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(hu.T[..., None], np.eye(4)), str(path))
     np.testing.assert_array_equal(read_ct(path).hu, hu)
     assert_matches_sitk(path)
-
-
-def read_error(path: Path) -> str:
-    with pytest.raises(CTReadError) as caught:
-        read_ct(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}: "), message
-    return message
 
 
 def test_single_slice_nifti_is_2d(tmp_path: Path) -> None:
