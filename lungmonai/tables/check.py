@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from lungmonai.cache.source import MetaHeaderError, expected_data_bytes, mhd_data_file, read_mhd_header
+from lungmonai.io.errors import CTReadError
+from lungmonai.io.metaimage import parse_header
 from lungmonai.progress import progress
 from lungmonai.tables.candidates import ANNOTATION_FILE, CANDIDATE_FILES, MALIGNANCY_FILE
 
@@ -70,17 +71,17 @@ class DatasetReport:
 def check_mhd(path: Path) -> str | None:
     """A problem with one ``.mhd`` (unreadable header, missing or wrong-sized data file), or None."""
     try:
-        header = read_mhd_header(path)
-        data = mhd_data_file(path, header)
-        expected = expected_data_bytes(header, path)
-    except (OSError, MetaHeaderError) as exc:
-        return f"{path}: unreadable header: {exc}"
-    if data is None:  # LOCAL: data follows the header in the same file; cannot size it cheaply
-        return None
+        header = parse_header(path)  # the reader's own parser: a header it accepts, check accepts
+    except CTReadError as exc:
+        return f"unreadable header: {exc}"
+    data = header.data_file
+    if data == path or header.compressed:  # LOCAL data or .zraw: no size to compare cheaply
+        return None if data == path or data.is_file() else f"{path}: data file {data.name} is missing"
     if not data.is_file():
         return f"{path}: data file {data.name} is missing"
     size = data.stat().st_size
-    if expected is not None and size != expected:
+    expected = header.nbytes + (header.data_offset or 0)
+    if size != expected and not (header.data_offset is None and size > header.nbytes):
         kind = "truncated" if size < expected else "larger than its header says"
         return f"{data}: {kind}: {size} bytes, header promises {expected}"
     return None
