@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,8 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from lungmonai.pipeline import PipelineSettings, analyze, evaluate_split, load_models
+from lungmonai.io import read_ct
+from lungmonai.pipeline import PipelineSettings, analyze, analyze_ct, evaluate_split, load_models
 from lungmonai.pipeline.models import REPO
 from lungmonai.tables.splits import load_split
 
@@ -79,6 +81,11 @@ def test_nodule_threshold_filters_reports_and_malignancy(tiny_prepared: Path, mo
     settings = PipelineSettings(seg_threshold=0.0, nodule_threshold=1.01, max_components=5)
     (report,) = analyze(ct_path, tmp_path, settings, models, pictures=False)
     assert report["candidates"] > 0 and report["nodules"] == []
+    ct = read_ct(ct_path)
+    none_kept = analyze_ct(ct, models, settings).candidates
+    assert none_kept["p_malignant"].isna().all()  # the malignancy model only sees kept nodules
+    all_kept = analyze_ct(ct, models, replace(settings, nodule_threshold=0.0)).candidates
+    assert all_kept["p_malignant"].between(0, 1).all()
 
 
 def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp_path: Path) -> None:
