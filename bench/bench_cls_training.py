@@ -1,5 +1,5 @@
 """Is nodule-classifier training compute-bound? Samples/s through the bundle's real data path
-(cache reads, HU scaling, flips, affine, noise, collation, balanced sampler) against the same
+(cache reads, HU scaling, flips, in-plane affine, noise, collation, balanced sampler) against the same
 training step on random tensors of the same shape, plus validation samples/s.
 
     python bench/bench_cls_training.py --dataset_dir data/luna16_synth [--steps 30] [--num_workers 1]
@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
+from lungmonai.inference.autocast import autocast_dtype
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -26,9 +28,9 @@ def _parser(dataset_dir: str, batch_size: int, num_workers: int) -> ConfigParser
     return parser
 
 
-def _step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, images, labels) -> None:
+def _step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, inferer, images, labels) -> None:
     optimizer.zero_grad(set_to_none=True)
-    loss_fn(network(images), labels).backward()
+    loss_fn(inferer(images, network), labels).backward()
     optimizer.step()
 
 
@@ -42,31 +44,36 @@ def main() -> None:
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--num_workers", type=int, default=1)
+    ap.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (the training step's autocast)")
     args = ap.parse_args()
     parser = _parser(args.dataset_dir, args.batch_size, args.num_workers)
-    network, optimizer, loss_fn = (parser.get_parsed_content(k) for k in ("network", "optimizer", "loss"))
+    parser["precision"] = args.precision
+    parser.get_parsed_content("initialize")  # what the bundle's run does first (seeding, no MetaTensor tracking)
+    network, optimizer, loss_fn, inferer = (
+        parser.get_parsed_content(k) for k in ("network", "optimizer", "loss", "train#inferer")
+    )
     network.train()
 
     images = torch.randn(args.batch_size, 1, 32, 48, 48)
     labels = torch.randint(0, 2, (args.batch_size,))
     for _ in range(3):
-        _step(network, optimizer, loss_fn, images, labels)
+        _step(network, optimizer, loss_fn, inferer, images, labels)
     alone = []
     for _ in range(args.steps):
         start = time.perf_counter()
-        _step(network, optimizer, loss_fn, images, labels)
+        _step(network, optimizer, loss_fn, inferer, images, labels)
         alone.append(time.perf_counter() - start)
 
     loader = iter(parser.get_parsed_content("train#dataloader"))
     for _ in range(3):
         batch = next(loader)
-        _step(network, optimizer, loss_fn, batch["image"], batch["label"])
+        _step(network, optimizer, loss_fn, inferer, batch["image"], batch["label"])
     full, waits = [], []
     for _ in range(args.steps):
         start = time.perf_counter()
         batch = next(loader)
         waited = time.perf_counter() - start
-        _step(network, optimizer, loss_fn, batch["image"], batch["label"])
+        _step(network, optimizer, loss_fn, inferer, batch["image"], batch["label"])
         full.append(time.perf_counter() - start)
         waits.append(waited)
 
@@ -80,7 +87,9 @@ def main() -> None:
     val_rate = count / (time.perf_counter() - start)
 
     alone_rate, full_rate = _rate(alone, args.batch_size), _rate(full, args.batch_size)
-    print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, num_workers {args.num_workers}, {args.steps} steps")
+    dtype = autocast_dtype(args.precision, "cpu")
+    print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, num_workers {args.num_workers}, "
+          f"{args.steps} steps, training step in {dtype or torch.float32}")
     print(f"model alone (random tensors):   {alone_rate:8.1f} samples/s (median step {statistics.median(alone)*1e3:.0f} ms)")
     print(f"full data path (bundle loader): {full_rate:8.1f} samples/s (median wait for a batch {statistics.median(waits)*1e3:.1f} ms)")
     print(f"ratio full / alone:             {full_rate / alone_rate:8.3f}")

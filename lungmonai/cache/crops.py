@@ -194,7 +194,7 @@ class CropCache:
         crop_shape: Sequence[int] = DEFAULT_CROP_SHAPE,
         hu_clip: Sequence[int] = DEFAULT_HU_CLIP,
         pad_value: int = -1000,
-        max_open: int = 64,
+        max_open: int = 512,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.params = CacheParams(tuple(crop_shape), tuple(hu_clip), pad_value)  # type: ignore[arg-type]
