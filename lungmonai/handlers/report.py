@@ -11,6 +11,7 @@ import numpy as np
 from ignite.engine import Engine, Events
 
 from lungmonai.cache.atomic import atomic_write_json
+from lungmonai.metrics.classification import binary_classification_metrics, operating_threshold
 from lungmonai.plots import confusion_figure, roc_figure, save_figure
 
 
@@ -28,7 +29,8 @@ class ClassificationReportHandler:
     ``parts`` names the split parts evaluated (the metric prefix is always the evaluator's).
     ``extra`` is called with the engine and returns more entries for the JSON (e.g. a baseline's
     AUC); ``extra_curves`` likewise returns more ROC curves ``name -> (score, label)`` to draw in
-    the same figure as the model's.
+    the same figure as the model's. With ``operating_recall``, the JSON also gives the highest
+    threshold reaching that recall and precision/recall/F1 there (``operating_point``).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class ClassificationReportHandler:
         extra: Callable[[Engine], Mapping[str, Any]] | None = None,
         extra_curves: Callable[[Engine], Mapping[str, tuple[np.ndarray, np.ndarray]]] | None = None,
         parts: Sequence[str] | None = None,
+        operating_recall: float | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.parts = list(parts) if parts else [prefix]
@@ -48,6 +51,7 @@ class ClassificationReportHandler:
         self.model_name = model_name
         self.extra = extra
         self.extra_curves = extra_curves
+        self.operating_recall = operating_recall
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -62,6 +66,14 @@ class ClassificationReportHandler:
             "positives": int(label.sum()),
             "metrics": metrics,
         }
+        if self.operating_recall is not None and label.any():
+            threshold = operating_threshold(prob, label, self.operating_recall)
+            at = binary_classification_metrics(prob, label, threshold=threshold)
+            report["operating_point"] = {
+                "min_recall": self.operating_recall,
+                "threshold": threshold,
+                **{k: at[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")},
+            }
         if self.extra is not None:
             report.update({k: _plain(v) for k, v in self.extra(engine).items()})
         self.output_dir.mkdir(parents=True, exist_ok=True)

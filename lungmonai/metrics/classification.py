@@ -78,3 +78,21 @@ def binary_classification_metrics(
         out["loss_neg"] = float(loss[~label].mean()) if n_neg else float("nan")
         out["loss_pos"] = float(loss[label].mean()) if n_pos else float("nan")
     return out
+
+
+def operating_threshold(prob: np.ndarray, label: np.ndarray, min_recall: float) -> float:
+    """The highest threshold at which ``prob >= threshold`` finds at least ``min_recall`` of the
+    positives: the operating point of a detector whose misses cost more than its false alarms.
+
+    Chosen on validation data, it must be checked on other data (the test part) before use;
+    on the data that chose it, its recall is met by construction.
+    """
+    if not 0.0 < min_recall <= 1.0:
+        raise ValueError(f"min_recall must be in (0, 1], got {min_recall}")
+    prob = np.asarray(prob, dtype=np.float64).ravel()
+    label = np.asarray(label).astype(bool).ravel()
+    positives = np.sort(prob[label])[::-1]
+    if not len(positives):
+        raise ValueError("no positives: an operating point needs at least one")
+    needed = int(np.ceil(min_recall * len(positives) - 1e-9))
+    return float(positives[max(needed, 1) - 1])

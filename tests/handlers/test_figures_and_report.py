@@ -131,3 +131,15 @@ def test_report_with_one_class_writes_null_auc_and_no_roc(tmp_path):
     m = json.loads(text)["metrics"]
     assert m["auc"] is None and m["correct_pos"] is None and m["fp"] == 1
     assert (tmp_path / "confusion_matrix.png").is_file() and not (tmp_path / "roc.png").exists()
+
+
+def test_report_gives_the_operating_point_for_a_recall(tmp_path):
+    prob, label = [0.9, 0.8, 0.7, 0.6, 0.2, 0.1], [1, 0, 1, 0, 1, 0]
+    engine, batch = _report_engine(prob, label)
+    ClassificationReportHandler(tmp_path, prefix="test", operating_recall=0.9).attach(engine)
+    engine.run([batch], max_epochs=1)
+    point = json.loads((tmp_path / "metrics.json").read_text())["operating_point"]
+    # All three positives are needed for recall >= 0.9: the lowest one (0.2) sets the threshold.
+    assert point["threshold"] == pytest.approx(0.2)
+    assert point["recall"] == 1.0 and point["tp"] == 3 and point["fp"] == 2
+    assert point["precision"] == pytest.approx(0.6)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from monai.metrics import compute_roc_auc
 
-from lungmonai.metrics.classification import binary_classification_metrics, roc_auc, roc_curve
+from lungmonai.metrics.classification import binary_classification_metrics, operating_threshold, roc_auc, roc_curve
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -90,3 +90,26 @@ def test_absent_class_gives_nan_not_errors():
 def test_length_mismatch_raises():
     with pytest.raises(ValueError, match="differ in length"):
         binary_classification_metrics(np.zeros(3), np.zeros(2))
+
+
+def test_operating_threshold_is_the_highest_meeting_the_recall():
+    prob = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    label = np.array([1, 0, 1, 0, 1, 0, 0, 1, 0, 0], dtype=bool)  # positives at 0.95, 0.8, 0.6, 0.3
+    assert operating_threshold(prob, label, 0.5) == 0.8
+    assert operating_threshold(prob, label, 0.75) == 0.6
+    assert operating_threshold(prob, label, 0.76) == 0.3
+    assert operating_threshold(prob, label, 1.0) == 0.3
+    for recall in (0.5, 0.75, 0.9, 1.0):
+        t = operating_threshold(prob, label, recall)
+        assert binary_classification_metrics(prob, label, threshold=t)["recall"] >= recall
+        # Any higher threshold loses recall below the target.
+        higher = prob[prob > t]
+        if len(higher):
+            assert binary_classification_metrics(prob, label, threshold=higher.min())["recall"] < recall
+
+
+def test_operating_threshold_refuses_nonsense():
+    with pytest.raises(ValueError, match="min_recall"):
+        operating_threshold(np.array([0.5]), np.array([True]), 0.0)
+    with pytest.raises(ValueError, match="positives"):
+        operating_threshold(np.array([0.5]), np.array([False]), 0.9)

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -108,3 +109,18 @@ def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp
 def test_evaluation_refuses_the_train_part(tiny_prepared: Path, models, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         evaluate_split(tiny_prepared, "train", tmp_path, PipelineSettings(), models, n_boot=10)
+
+
+def test_erosion_is_set_in_millimetres_and_follows_the_pixel_size():
+    from lungmonai.pipeline.analysis import erosion_iterations
+
+    # The book's one iteration on LUNA16's usual 0.6-1.0 mm pixels ...
+    for pixel in (0.6, 0.7, 0.8, 0.98):
+        assert erosion_iterations(np.array([pixel, pixel, 2.5]), 0.7) == 1
+    # ... none on coarse 1.5 mm pixels, where one voxel would erase a 3 mm nodule ...
+    assert erosion_iterations(np.array([1.5, 1.5, 1.5]), 0.7) == 0
+    # ... and two on very fine ones, so the physical erosion stays about the same.
+    assert erosion_iterations(np.array([0.45, 0.45, 1.0]), 0.7) == 2
+    assert erosion_iterations(np.array([0.7, 0.7, 1.0]), 0.0) == 0
+    with pytest.raises(ValueError, match="erosion_mm"):
+        erosion_iterations(np.array([0.7, 0.7, 1.0]), -1.0)
