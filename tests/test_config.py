@@ -27,5 +27,15 @@ def test_augmentation_switch_typed_false_turns_flips_off(typed: object) -> None:
     parser.update({"augment_flip": typed, "augment_noise": typed})
     flips = [t for t in parser.get_parsed_content("augmentation") if type(t).__name__ == "RandFlipd"]
     assert len(flips) == 3 and all(t.prob == 0.0 for t in flips)
-    noise = [t for t in parser.get_parsed_content("augmentation") if type(t).__name__ == "RandGaussianNoised"]
+    noise = [t for t in parser.get_parsed_content("augmentation") if type(t).__name__ == "RandGaussianNoiseTorchd"]
     assert noise[0].prob == 0.0
+
+
+@pytest.mark.parametrize("typed", ["false", False])
+def test_affine_switches_typed_false_turn_rotation_and_scale_off(typed: object) -> None:
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles/nodule_cls/configs/train.json"))
+    parser.update({"augment_rotate": typed, "augment_scale": typed})
+    (affine,) = [t for t in parser.get_parsed_content("augmentation") if type(t).__name__ == "RandInPlaneAffined"]
+    assert affine.rotate_range == 0.0 and not affine.scale_range.any()
+    assert affine.prob == 1.0 and affine.translate_range.tolist() == pytest.approx([1.6, 2.4, 2.4])  # offset still on
