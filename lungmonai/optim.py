@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -36,6 +36,22 @@ def trainable(parameters: Iterable[torch.nn.Parameter]) -> list[torch.nn.Paramet
     return [p for p in parameters if p.requires_grad]
 
 
+def optimizer_from_groups(
+    name: str, groups_for: Callable[[bool], list[dict]], lr: float, momentum: float = 0.99
+) -> torch.optim.Optimizer:
+    """``sgd`` (the LUNA book's: lr 1e-3, momentum 0.99) or ``adamw`` over parameter groups.
+
+    ``groups_for(split_decay)`` builds the groups: for AdamW with biases and norm parameters
+    in groups of their own without weight decay (``split_decay=True``), for SGD without.
+    """
+    name = name.lower()
+    if name == "sgd":
+        return torch.optim.SGD(groups_for(False), lr=lr, momentum=momentum)
+    if name == "adamw":
+        return torch.optim.AdamW(groups_for(True), lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}: choose 'sgd' or 'adamw'")
+
+
 def make_optimizer(
     name: str,
     model: nn.Module,
@@ -43,14 +59,14 @@ def make_optimizer(
     momentum: float = 0.99,
     weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """``sgd`` (the LUNA book's: lr 1e-3, momentum 0.99) or ``adamw`` (decay off biases and norms)."""
-    name = name.lower()
-    if name == "sgd":
-        return torch.optim.SGD(trainable(model.parameters()), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adamw":
-        groups = decay_param_groups(model, weight_decay)
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}: choose 'sgd' or 'adamw'")
+    """``sgd`` or ``adamw`` (decay off biases and norms) over the model's trainable parameters."""
+
+    def groups(split_decay: bool) -> list[dict]:
+        if split_decay:
+            return [g for g in decay_param_groups(model, weight_decay) if g["params"]]
+        return [{"params": trainable(model.parameters()), "weight_decay": weight_decay}]
+
+    return optimizer_from_groups(name, groups, lr, momentum)
 
 
 def make_scheduler(

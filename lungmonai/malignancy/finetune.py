@@ -26,7 +26,7 @@ from ignite.engine import Engine, Events
 from torch import nn
 
 from lungmonai.handlers.checkpoint import unwrap
-from lungmonai.optim import decay_param_groups
+from lungmonai.optim import decay_param_groups, optimizer_from_groups, trainable
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def block_groups(
         if split_decay:
             parts = [g for g in decay_param_groups(module, weight_decay) if g["params"]]
         else:
-            parts = [{"params": [p for p in module.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+            parts = [{"params": trainable(module.parameters()), "weight_decay": weight_decay}]
         groups += [{**part, "lr": block_lr, "block": name} for part in parts if part["params"]]
     return groups
 
@@ -150,15 +150,12 @@ def make_finetune_optimizer(
     lr_decay: float = 1.0,
 ) -> torch.optim.Optimizer:
     """``sgd`` or ``adamw`` over the trainable blocks only, one group per block (see ``block_groups``)."""
-    name = name.lower()
     blocks = trainable_blocks(model)
     if not blocks:
         raise ValueError("no trainable parameters: finetune depth leaves every block frozen")
-    if name == "sgd":
-        return torch.optim.SGD(block_groups(model, blocks, lr, lr_decay, weight_decay), lr=lr, momentum=momentum)
-    if name == "adamw":
-        return torch.optim.AdamW(block_groups(model, blocks, lr, lr_decay, weight_decay, split_decay=True), lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}: choose 'sgd' or 'adamw'")
+    return optimizer_from_groups(
+        name, lambda split: block_groups(model, blocks, lr, lr_decay, weight_decay, split_decay=split), lr, momentum
+    )
 
 
 def add_block(
