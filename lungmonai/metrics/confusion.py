@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lungmonai.metrics.froc import hit_matrix, normalise_columns
+from lungmonai.metrics.froc import TRUTH_COLUMNS, by_scan, hit_matrix, normalise_columns
 
 CONFUSION_ROWS: tuple[str, ...] = ("Non-nodule", "Benign", "Malignant")
 CONFUSION_COLUMNS: tuple[str, ...] = ("Complete miss", "Filtered out", "Predicted benign", "Predicted malignant")
@@ -148,18 +148,13 @@ def confusion_table(
     if p_nodule_column not in det.columns:
         raise KeyError(f"detections: missing column {p_nodule_column!r}")
     use_mal = p_malignant_column is not None and p_malignant_column in det.columns
-    ann = normalise_columns(annotations, ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], "annotations")
+    ann = normalise_columns(annotations, TRUTH_COLUMNS, "annotations")
     mal_col = next((c for c in _MALIGNANT_ALIASES if c in ann.columns), None)
     if mal_col is None:
         raise KeyError(f"annotations: missing a malignancy column ({' or '.join(_MALIGNANT_ALIASES)})")
-    exc = (
-        normalise_columns(excluded, ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], "excluded")
-        if excluded is not None
-        else None
-    )
-    det_groups = dict(tuple(det.groupby("seriesuid", sort=False)))
-    ann_groups = dict(tuple(ann.groupby("seriesuid", sort=False)))
-    exc_groups = dict(tuple(exc.groupby("seriesuid", sort=False))) if exc is not None else {}
+    det_groups = by_scan(det)
+    ann_groups = by_scan(ann)
+    exc_groups = by_scan(normalise_columns(excluded, TRUTH_COLUMNS, "excluded")) if excluded is not None else {}
     xyz = ["coordX", "coordY", "coordZ"]
     tables = []
     for uid in dict.fromkeys(str(s) for s in series_uids):

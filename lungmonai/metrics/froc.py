@@ -76,6 +76,15 @@ def normalise_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -
     return out
 
 
+TRUTH_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"]
+"""Columns of annotations and of excluded (irrelevant) findings."""
+
+
+def by_scan(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Rows of a normalised frame per ``seriesuid`` (scans without rows are absent)."""
+    return {str(k): g for k, g in frame.groupby("seriesuid", sort=False)}
+
+
 def _xyz(frame: pd.DataFrame) -> np.ndarray:
     return frame[["coordX", "coordY", "coordZ"]].to_numpy(dtype=np.float64).reshape(-1, 3)
 
@@ -129,12 +138,8 @@ def _match(
     if not series:
         raise ValueError("series_uids is empty: the FROC needs the list of evaluated scans")
     det = normalise_columns(detections, ["seriesuid", "coordX", "coordY", "coordZ", "probability"], "detections")
-    ann = normalise_columns(annotations, ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], "annotations")
-    exc = (
-        normalise_columns(excluded, ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], "excluded")
-        if excluded is not None
-        else ann.iloc[:0]
-    )
+    ann = normalise_columns(annotations, TRUTH_COLUMNS, "annotations")
+    exc = normalise_columns(excluded, TRUTH_COLUMNS, "excluded") if excluded is not None else ann.iloc[:0]
     if det["probability"].isna().any():
         raise ValueError("detections: probability has NaN values")
     listed = set(series)
@@ -146,9 +151,9 @@ def _match(
             RuntimeWarning,
             stacklevel=3,
         )
-    det_groups = {k: g for k, g in det[~unlisted].groupby("seriesuid", sort=False)}
-    ann_groups = {k: g for k, g in ann[ann["seriesuid"].isin(listed)].groupby("seriesuid", sort=False)}
-    exc_groups = {k: g for k, g in exc[exc["seriesuid"].isin(listed)].groupby("seriesuid", sort=False)}
+    det_groups = by_scan(det[~unlisted])
+    ann_groups = by_scan(ann[ann["seriesuid"].isin(listed)])
+    exc_groups = by_scan(exc[exc["seriesuid"].isin(listed)])
     m = _Matched(series)
     empty_det = det.iloc[:0]
     empty_ann = ann.iloc[:0]
