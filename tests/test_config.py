@@ -39,3 +39,13 @@ def test_affine_switches_typed_false_turn_rotation_and_scale_off(typed: object) 
     (affine,) = [t for t in parser.get_parsed_content("augmentation") if type(t).__name__ == "RandInPlaneAffined"]
     assert affine.rotate_range == 0.0 and not affine.scale_range.any()
     assert affine.prob == 1.0 and affine.translate_range.tolist() == pytest.approx([1.6, 2.4, 2.4])  # offset still on
+
+
+@pytest.mark.parametrize("bundle", ["nodule_cls", "nodule_malignancy"])
+def test_training_step_runs_through_the_autocast_inferer(bundle: str) -> None:
+    parser = ConfigParser()
+    parser.read_config(str(REPO / f"bundles/{bundle}/configs/train.json"))
+    inferer = parser.get_parsed_content("train#inferer")
+    assert type(inferer).__name__ == "AutocastInferer" and inferer.precision == "auto"
+    # Validation stays float32.
+    assert type(parser.get_parsed_content("validate#inferer")).__name__ == "SimpleInferer"

@@ -23,11 +23,15 @@ def cpu_has_fast_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
-def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``, or None for plain float32."""
+def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp32":
+    return precision
+
+
+def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or None for plain float32."""
+    if check_precision(precision) == "fp32":
         return None
     kind = torch.device(device).type
     if precision == "bf16":
@@ -42,9 +46,7 @@ class AutocastInferer(SimpleInferer):
 
     def __init__(self, precision: str = "auto") -> None:
         super().__init__()
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.precision = precision
+        self.precision = check_precision(precision)
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
         dtype = autocast_dtype(self.precision, inputs.device)

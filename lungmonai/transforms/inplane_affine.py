@@ -110,7 +110,6 @@ class RandInPlaneAffined(RandomizableTransform, MapTransform):
             return d
         for key in self.key_iterator(d):
             image = d[key]
-            tensor = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
-            out = inplane_affine(tensor, self._angle, self._scale, self._offset)
+            out = inplane_affine(torch.as_tensor(image), self._angle, self._scale, self._offset)
             d[key] = convert_to_dst_type(out, image, dtype=out.dtype)[0]
         return d

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
@@ -49,7 +48,7 @@ class RandGaussianNoiseTorchd(RandomizableTransform, MapTransform):
             return d
         for key in self.key_iterator(d):
             image = d[key]
-            tensor = image if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
+            tensor = torch.as_tensor(image)
             noise = torch.randn(tensor.shape, generator=self._generator, dtype=torch.float32)
             out = tensor.float() + (noise * self.std + self.mean).to(tensor.device)
             d[key] = convert_to_dst_type(out, image, dtype=out.dtype)[0]

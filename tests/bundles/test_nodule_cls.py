@@ -63,6 +63,10 @@ def test_evaluate_writes_metrics_and_figures(tiny_prepared: Path, trained: Path)
     assert report["count"] == len(test_rows) and report["positives"] == int(test_rows["is_nodule"].sum())
     assert {"precision", "recall", "f1", "auc", "loss_pos", "correct_neg"} <= set(report["metrics"])
     assert (trained / "eval/confusion_matrix.png").stat().st_size > 0
+    # The operating point reaches the configured recall on the evaluated part.
+    point = report["operating_point"]
+    assert point["min_recall"] == 0.9 and point["recall"] >= 0.9
+    assert point["tp"] + point["fn"] == report["positives"]
 
 
 def test_inference_scores_every_candidate_of_the_ct(tiny_prepared: Path, trained: Path, tmp_path: Path) -> None:
