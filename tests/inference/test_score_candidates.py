@@ -87,3 +87,18 @@ def test_csv_without_coordinates_is_a_clear_error(tmp_path):
     assert "bad.csv" in str(info.value)
     with pytest.raises(FileNotFoundError, match="not found"):
         read_centers(tmp_path / "missing.csv")
+
+
+def test_flip_tta_averages_the_logits_of_the_eight_flips(dataset):
+    uid = dataset.series_uids[0]
+    ct, network, transform = read_ct(dataset.series[uid]), _network().eval(), _transform()
+    centres = pd.read_csv(dataset.root / "candidates.csv", dtype={"seriesuid": str})
+    centres = centres[centres["seriesuid"] == uid][["coordX", "coordY", "coordZ"]].to_numpy()[:4]
+    plain = predict_probabilities(ct, centres, network, transform, batch_size=3)
+    tta = predict_probabilities(ct, centres, network, transform, batch_size=3, flip_tta=True)
+    with torch.no_grad():
+        crops = torch.stack([torch.as_tensor(transform({"ct": ct, "center_xyz": c})["image"]) for c in centres])
+        logits = [network(crops.flip(d) if d else crops) for d in ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))]
+        expected = torch.softmax(torch.stack(logits).mean(0), 1)[:, 1].numpy()
+    np.testing.assert_allclose(tta, expected, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(tta, plain, atol=1e-4)  # an untrained network is not flip-invariant
