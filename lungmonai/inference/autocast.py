@@ -9,6 +9,7 @@ precision needs no engine subclass and leaves checkpoints unchanged.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -40,6 +41,14 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
     return torch.bfloat16 if kind == "cpu" and cpu_has_fast_bf16() else None
 
 
+def autocast_context(precision: str, device: torch.device | str) -> Any:
+    """``torch.autocast`` for ``precision`` on ``device``, or a no-op context for float32."""
+    dtype = autocast_dtype(precision, device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
 class AutocastInferer(SimpleInferer):
     """``network(inputs)`` under ``torch.autocast`` in the chosen precision; logits come back float32
     so the loss, metrics and thresholds downstream never see reduced precision."""
@@ -49,9 +58,8 @@ class AutocastInferer(SimpleInferer):
         self.precision = check_precision(precision)
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
-        dtype = autocast_dtype(self.precision, inputs.device)
-        if dtype is None:
+        if autocast_dtype(self.precision, inputs.device) is None:
             return network(inputs, *args, **kwargs)
-        with torch.autocast(device_type=inputs.device.type, dtype=dtype):
+        with autocast_context(self.precision, inputs.device):
             out = network(inputs, *args, **kwargs)
         return out.float() if isinstance(out, torch.Tensor) else out

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from lungmonai.grouping import group_segmentation, segmentation_mask
+from lungmonai.inference.autocast import check_precision
 from lungmonai.inference.candidates import predict_probabilities
 from lungmonai.io.volume import CTVolume
 from lungmonai.pipeline.models import PipelineModels
@@ -30,9 +31,14 @@ class PipelineSettings:
     flip_tta: bool = True
     nodule_threshold: float = 0.5
     malignancy_threshold: float = 0.5
+    # bfloat16 forward passes where the hardware runs them natively ("auto"), else float32.
+    precision: str = "auto"
     seg_batch_size: int = 16
     crop_batch_size: int = 64
     max_pictures: int = 20
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
 
 
 @dataclass
@@ -76,7 +82,7 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     start = time.perf_counter()
     seg = models.seg_settings
     prob = segment_ct(ct, models.segmenter, models.device, batch_size=settings.seg_batch_size,
-                      context=seg["context"], hu_window=seg["hu_window"])
+                      context=seg["context"], hu_window=seg["hu_window"], precision=settings.precision)
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -88,7 +94,8 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     start = time.perf_counter()
     centers = groups[["center_x", "center_y", "center_z"]].to_numpy(np.float64)
     groups["p_nodule"] = predict_probabilities(ct, centers, models.classifier, models.cls_transform,
-                                               models.device, settings.crop_batch_size, flip_tta=settings.flip_tta)
+                                               models.device, settings.crop_batch_size, flip_tta=settings.flip_tta,
+                                               precision=settings.precision)
     groups["score"] = detection_score(groups["p_nodule"].to_numpy(), groups["p_seg_max"].to_numpy())
     seconds["classify"] = time.perf_counter() - start
 
@@ -97,7 +104,8 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     kept = groups["p_nodule"].to_numpy() >= settings.nodule_threshold
     if models.malignancy is not None and kept.any():
         groups.loc[kept, "p_malignant"] = predict_probabilities(
-            ct, centers[kept], models.malignancy, models.mal_transform, models.device, settings.crop_batch_size
+            ct, centers[kept], models.malignancy, models.mal_transform, models.device, settings.crop_batch_size,
+            precision=settings.precision,
         )
     seconds["malignancy"] = time.perf_counter() - start
     groups.insert(0, "series_uid", ct.series_uid)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lungmonai.inference.autocast import autocast_context
 from lungmonai.io import read_ct
 from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.segmentation.roi import lung_box
@@ -40,12 +41,14 @@ def segment_ct(
     hu_window: Sequence[float] = (-1000.0, 1000.0),
     divisible: int = 8,
     restrict_to_lungs: bool = True,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Per-voxel nodule probability, float32 (I, R, C) on the CT's grid.
 
     With ``restrict_to_lungs`` only the lung bounding box (:func:`lung_box`) is run through the
     network and everything outside reads 0; windows still take their neighbour slices from
     the whole volume. The network must output one logit channel; it is put in eval mode.
+    ``precision`` as in :func:`lungmonai.inference.autocast.autocast_dtype`.
     """
     hu = ct.hu
     depth, rows, cols = hu.shape
@@ -62,7 +65,9 @@ def segment_ct(
         image = scale_hu(windows.to(device), hu_window)
         if pad_h or pad_w:
             image = F.pad(image, (0, pad_w, 0, pad_h), value=-1.0)
-        prob = torch.sigmoid(network(image).float())[:, 0, :height, :width]
+        with autocast_context(precision, device):
+            logits = network(image)
+        prob = torch.sigmoid(logits.float())[:, 0, :height, :width]
         out[indices[0] : indices[-1] + 1, box[1], box[2]] = prob.cpu().numpy()
     return out
 

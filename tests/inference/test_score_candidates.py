@@ -102,3 +102,15 @@ def test_flip_tta_averages_the_logits_of_the_eight_flips(dataset):
         expected = torch.softmax(torch.stack(logits).mean(0), 1)[:, 1].numpy()
     np.testing.assert_allclose(tta, expected, rtol=1e-4, atol=1e-6)
     assert not np.allclose(tta, plain, atol=1e-4)  # an untrained network is not flip-invariant
+
+
+def test_bf16_scores_stay_close_to_float32(dataset):
+    uid = dataset.series_uids[0]
+    ct, network, transform = read_ct(dataset.series[uid]), _network().eval(), _transform()
+    centres = pd.read_csv(dataset.root / "candidates.csv", dtype={"seriesuid": str})
+    centres = centres[centres["seriesuid"] == uid][["coordX", "coordY", "coordZ"]].to_numpy()[:4]
+    fp32 = predict_probabilities(ct, centres, network, transform)
+    bf16 = predict_probabilities(ct, centres, network, transform, precision="bf16")
+    assert bf16.dtype == fp32.dtype and np.abs(bf16 - fp32).max() < 0.02
+    with pytest.raises(ValueError, match="precision"):
+        predict_probabilities(ct, centres, network, transform, precision="fp16")

@@ -128,6 +128,11 @@ def test_cli_reads_boolean_settings_as_switches(monkeypatch) -> None:
     assert seen["s"].flip_tta is True  # the bundle's inference.json default
 
 
+def test_settings_refuse_an_unknown_precision() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        PipelineSettings(precision="half")
+
+
 def test_evaluation_refuses_the_train_part(tiny_prepared: Path, models, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         evaluate_split(tiny_prepared, "train", tmp_path, PipelineSettings(), models, n_boot=10)

@@ -56,6 +56,13 @@ def test_segment_ct_gives_probabilities_on_the_ct_grid() -> None:
     assert outside.any() and np.all(boxed[outside] == 0) and boxed[box].min() > 0
 
 
+def test_bf16_segmentation_stays_close_to_float32() -> None:
+    ct = CTVolume(_chest(), GEOMETRY, Path("chest.mhd"), "chest")
+    fp32 = segment_ct(ct, _network(), batch_size=8, restrict_to_lungs=False)
+    bf16 = segment_ct(ct, _network(), batch_size=8, restrict_to_lungs=False, precision="bf16")
+    assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).max() < 0.03
+
+
 def test_outputs_keep_the_ct_geometry(tmp_path: Path) -> None:
     hu = _chest()
     image = sitk.GetImageFromArray(hu)
