@@ -27,8 +27,11 @@ class PipelineSettings:
     # iterations per CT: one at 0.5-1.0 mm pixels, none at 1.4 mm and above.
     erosion_mm: float = 0.7
     max_components: int = 300
-    # Average the nodule classifier over the crop's eight flips (see predict_probabilities).
-    flip_tta: bool = True
+    # The classifier's top candidates per CT are scored again, averaged over the crop's eight
+    # flips (see predict_probabilities); 0 turns this off. Only the top of the ranking reaches
+    # LUNA16's FROC points (at most 8 false positives per scan), and re-scoring the top 32
+    # gained as much CPM on the embedded dataset as re-scoring all 300, for a ninth of the work.
+    flip_tta_top: int = 32
     nodule_threshold: float = 0.5
     malignancy_threshold: float = 0.5
     # bfloat16 forward passes where the hardware runs them natively ("auto"), else float32.
@@ -39,6 +42,8 @@ class PipelineSettings:
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        if self.flip_tta_top < 0:
+            raise ValueError(f"flip_tta_top must be >= 0, got {self.flip_tta_top}")
 
 
 @dataclass
@@ -93,9 +98,13 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
 
     start = time.perf_counter()
     centers = groups[["center_x", "center_y", "center_z"]].to_numpy(np.float64)
-    groups["p_nodule"] = predict_probabilities(ct, centers, models.classifier, models.cls_transform,
-                                               models.device, settings.crop_batch_size, flip_tta=settings.flip_tta,
-                                               precision=settings.precision)
+    p_nodule = predict_probabilities(ct, centers, models.classifier, models.cls_transform, models.device,
+                                     settings.crop_batch_size, precision=settings.precision)
+    top = np.argsort(-p_nodule, kind="stable")[: settings.flip_tta_top]
+    if len(top):
+        p_nodule[top] = predict_probabilities(ct, centers[top], models.classifier, models.cls_transform, models.device,
+                                              settings.crop_batch_size, flip_tta=True, precision=settings.precision)
+    groups["p_nodule"] = p_nodule
     groups["score"] = detection_score(groups["p_nodule"].to_numpy(), groups["p_seg_max"].to_numpy())
     seconds["classify"] = time.perf_counter() - start
 

@@ -122,15 +122,37 @@ def test_cli_reads_boolean_settings_as_switches(monkeypatch) -> None:
     seen = {}
     monkeypatch.setattr("lungmonai.pipeline.load_models", lambda device=None: None)
     monkeypatch.setattr("lungmonai.pipeline.analyze", lambda path, out, settings, models, write_mask: seen.update(s=settings))
-    cli.main(["analyze", "ct.mhd", "--flip_tta", "false", "--max_components", "7"])
-    assert seen["s"].flip_tta is False and seen["s"].max_components == 7
+    cli.main(["analyze", "ct.mhd", "--flip_tta_top", "0", "--max_components", "7"])
+    assert seen["s"].flip_tta_top == 0 and seen["s"].max_components == 7
     cli.main(["analyze", "ct.mhd"])
-    assert seen["s"].flip_tta is True  # the bundle's inference.json default
+    assert seen["s"].flip_tta_top == 32  # the bundle's inference.json default
 
 
 def test_settings_refuse_an_unknown_precision() -> None:
     with pytest.raises(ValueError, match="precision"):
         PipelineSettings(precision="half")
+    with pytest.raises(ValueError, match="flip_tta_top"):
+        PipelineSettings(flip_tta_top=-1)
+
+
+def test_flip_tta_rescores_only_the_top_candidates(tiny_prepared: Path, models) -> None:
+    from lungmonai.inference.candidates import predict_probabilities
+
+    from lungmonai.segmentation import segment_ct
+
+    ct = read_ct(sorted(tiny_prepared.glob("subset*/*.mhd"))[0])
+    # a threshold near the top of the untrained segmentation's output leaves many specks
+    threshold = float(np.quantile(segment_ct(ct, models.segmenter), 0.995))
+    settings = PipelineSettings(seg_threshold=threshold, erosion_mm=0.0, max_components=6, precision="fp32")
+    plain = analyze_ct(ct, models, replace(settings, flip_tta_top=0)).candidates
+    rescored = analyze_ct(ct, models, replace(settings, flip_tta_top=2)).candidates
+    assert len(plain) == 6 and plain["label"].tolist() == rescored["label"].tolist()
+    top = np.argsort(-plain["p_nodule"].to_numpy(), kind="stable")[:2]
+    changed = ~np.isclose(plain["p_nodule"], rescored["p_nodule"], atol=1e-6)
+    assert set(np.flatnonzero(changed)) <= set(top)
+    xyz = plain[["center_x", "center_y", "center_z"]].to_numpy()[top]
+    expected = predict_probabilities(ct, xyz, models.classifier, models.cls_transform, flip_tta=True)
+    np.testing.assert_allclose(rescored["p_nodule"].to_numpy()[top], expected, rtol=1e-5)
 
 
 def test_evaluation_refuses_the_train_part(tiny_prepared: Path, models, tmp_path: Path) -> None:
