@@ -65,29 +65,14 @@ def _require(path: Path, bundle: str) -> Path:
     return path
 
 
-@dataclass
-class Segmentation:
-    """The segmenter alone: what mining hard negatives needs before any classifier exists."""
-
-    network: nn.Module
-    settings: dict
-    device: torch.device
-
-
-def load_segmentation(bundles_dir: str | Path = BUNDLES, device: str | torch.device | None = None) -> Segmentation:
-    device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
-    seg_root = Path(bundles_dir).resolve() / "nodule_seg"
-    network, settings = load_segmenter(seg_root, _require(seg_root / "models/model.pt", "nodule_seg"), device)
-    return Segmentation(network, settings, device)
-
-
 def load_models(
     bundles_dir: str | Path = BUNDLES, device: str | torch.device | None = None, with_malignancy: bool = True
 ) -> PipelineModels:
     """Segmenter, nodule classifier and (when trained) malignancy model from ``bundles_dir``."""
-    seg = load_segmentation(bundles_dir, device)
-    device, segmenter, seg_settings = seg.device, seg.network, seg.settings
+    device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
     bundles = Path(bundles_dir).resolve()
+    seg_root = bundles / "nodule_seg"
+    segmenter, seg_settings = load_segmenter(seg_root, _require(seg_root / "models/model.pt", "nodule_seg"), device)
     _require(bundles / "nodule_cls/models/model.pt", "nodule_cls")
     classifier, cls_transform = _crop_classifier(bundles / "nodule_cls", device)
     malignancy, mal_transform = None, None

@@ -156,14 +156,10 @@ def build_candidate_table(
     series_on_disk: Mapping[str, Any] | Collection[str],
     *,
     candidates_file: str | os.PathLike[str] | None = None,
-    extra_negatives_file: str | os.PathLike[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Build the table from the dataset's CSVs, keeping only series in ``series_on_disk``.
 
     ``series_on_disk`` is typically ``lungmonai.io.find_series(dataset_dir)``.
-    ``extra_negatives_file``: more class-0 rows in LUNA16's candidate format (``seriesuid,
-    coordX,coordY,coordZ``), e.g. the segmentation's false positives mined on the training
-    series (:mod:`lungmonai.pipeline.hard_negatives`); they join the table like any negative.
     Returns the table and a summary of counts (including what was dropped and why).
     """
     dataset_dir = Path(dataset_dir)
@@ -190,12 +186,6 @@ def build_candidate_table(
     positives_frame = _rows(annotations, is_nodule=True, is_malignant=is_malignant,
                             diameter_mm=annotations["diameter_mm"].to_numpy(np.float64))
     negatives_frame = _rows(negatives, is_nodule=False, is_malignant=False, diameter_mm=0.0)
-    extra = None
-    if extra_negatives_file is not None:
-        extra = _read_csv(Path(extra_negatives_file), CANDIDATE_COLUMNS[:-1])
-        negatives_frame = pd.concat(
-            [negatives_frame, _rows(extra, is_nodule=False, is_malignant=False, diameter_mm=0.0)], ignore_index=True
-        )
     table = pd.concat([positives_frame, negatives_frame], ignore_index=True)
     for column in BOOL_COLUMNS:
         table[column] = table[column].astype(bool)
@@ -221,8 +211,6 @@ def build_candidate_table(
         "rows_dropped_not_on_disk": int((~keep).sum()),
         "dropped_series_examples": dropped_series[:5],
         "class1_candidates_ignored": int((classes == 1).sum()),
-        "extra_negatives_file": None if extra_negatives_file is None else str(extra_negatives_file),
-        "extra_negatives": 0 if extra is None else len(extra),
         "candidates": len(table),
         "positives": int(table["is_nodule"].sum()),
         "negatives": int((~table["is_nodule"]).sum()),

@@ -13,15 +13,12 @@ from typing import Any, Sequence
 
 from lungmonai.cache.atomic import atomic_write_json
 from lungmonai.cache.build import BuildReport, build_cache
-from lungmonai.tables.candidates import CandidateTableError, build_candidate_table, load_candidate_table, save_candidate_table
-from lungmonai.tables.splits import Split, load_split, make_split, save_split, split_counts
+from lungmonai.tables.candidates import build_candidate_table, load_candidate_table, save_candidate_table
+from lungmonai.tables.splits import load_split, make_split, save_split, split_counts
 
 TABLE_FILE = "candidates.csv"
 SPLIT_FILE = "split.json"
 SUMMARY_FILE = "summary.json"
-HARD_NEGATIVES_FILE = "hard_negatives.csv"
-"""Optional, in the prepared directory: the segmentation's false positives on the training
-series (``lungmonai.pipeline.hard_negatives``), joined to the table as class-0 candidates."""
 CACHE_DIR = "cache"
 
 
@@ -52,20 +49,6 @@ def prepare_cache(
     )
 
 
-def _check_train_only(path: Path, split: Split) -> None:
-    """Mined negatives teach the classifier its own pipeline's mistakes; from a val or test
-    series they would tune it to the very false positives it is judged on."""
-    import pandas as pd
-
-    uids = set(pd.read_csv(path, usecols=["seriesuid"], dtype={"seriesuid": str})["seriesuid"])
-    outside = sorted(uids - set(split.series_in("train")))
-    if outside:
-        raise CandidateTableError(
-            f"{path}: {len(outside)} series are not in the split's train part (e.g. {outside[0]}); "
-            "hard negatives may come from training series only"
-        )
-
-
 def prepare_dataset(
     dataset_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None = None,
@@ -90,17 +73,10 @@ def prepare_dataset(
     out = Path(out_dir) if out_dir is not None else default_prepared_dir(dataset_dir)
     out.mkdir(parents=True, exist_ok=True)
     series_paths = find_series(dataset_dir)
-    split_path = out / SPLIT_FILE
-    hard_path = out / HARD_NEGATIVES_FILE
-    if hard_path.is_file() and (new_split or not split_path.is_file()):
-        raise CandidateTableError(
-            f"{hard_path}: mined on the series of an earlier split; a new split could put them in validation. "
-            "Delete the file (and mine again after training the segmentation) or keep the split"
-        )
-    table, table_summary = build_candidate_table(
-        dataset_dir, series_paths, extra_negatives_file=hard_path if hard_path.is_file() else None
-    )
+    table, table_summary = build_candidate_table(dataset_dir, series_paths)
+    save_candidate_table(table, out / TABLE_FILE)
 
+    split_path = out / SPLIT_FILE
     if split_path.is_file() and not new_split:
         split = load_split(split_path)
         split_action = "kept existing"
@@ -108,9 +84,6 @@ def prepare_dataset(
         split = make_split(table, mode=split_mode, seed=seed, fractions=fractions, extra_series=series_paths)
         save_split(split, split_path)
         split_action = "made new"
-    if hard_path.is_file():
-        _check_train_only(hard_path, split)
-    save_candidate_table(table, out / TABLE_FILE)
     unknown = sorted(set(series_paths) - set(split.all_series))
 
     summary: dict[str, Any] = {

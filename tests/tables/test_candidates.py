@@ -118,17 +118,3 @@ def test_real_luna16_annotations(tmp_path):
     # every malignancy row finds its annotation; only annotations absent from that file stay unmatched
     assert summary["malignant"] == int(malignancy.mal_bool.sum())
     assert summary["annotations_without_malignancy_match"] == 1186 - len(malignancy)
-
-
-def test_extra_negatives_join_as_class_0_rows(tiny, tmp_path):
-    uid = sorted(find_series(tiny.root))[0]
-    extra = pd.DataFrame({"seriesuid": [uid, uid], "coordX": [1.0, 2.0], "coordY": [3.0, 4.0], "coordZ": [5.0, 6.0]})
-    extra.to_csv(tmp_path / "hard.csv", index=False)
-    base, _ = build_candidate_table(tiny.root, find_series(tiny.root))
-    table, summary = build_candidate_table(tiny.root, find_series(tiny.root), extra_negatives_file=tmp_path / "hard.csv")
-    assert len(table) == len(base) + 2 and summary["extra_negatives"] == 2
-    added = table[(table.series_uid == uid) & table.center_x.isin([1.0, 2.0])]
-    assert len(added) == 2 and not added.is_nodule.any() and (added.diameter_mm == 0).all()
-    extra.drop(columns="coordZ").to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(CandidateTableError, match=r"bad\.csv.*coordZ"):
-        build_candidate_table(tiny.root, find_series(tiny.root), extra_negatives_file=tmp_path / "bad.csv")
