@@ -173,3 +173,17 @@ def test_erosion_is_set_in_millimetres_and_follows_the_pixel_size():
     assert erosion_iterations(np.array([0.7, 0.7, 1.0]), 0.0) == 0
     with pytest.raises(ValueError, match="erosion_mm"):
         erosion_iterations(np.array([0.7, 0.7, 1.0]), -1.0)
+
+
+def test_analysis_erodes_by_the_ct_pixel_size(tiny_prepared: Path, models, monkeypatch) -> None:
+    import lungmonai.pipeline.analysis as analysis
+
+    seen = []
+    real = analysis.segmentation_mask
+    monkeypatch.setattr(analysis, "segmentation_mask",
+                        lambda prob, threshold, erosion_iterations: seen.append(erosion_iterations) or real(prob, threshold=threshold, erosion_iterations=erosion_iterations))
+    ct = read_ct(sorted(tiny_prepared.glob("subset*/*.mhd"))[0])
+    settings = PipelineSettings(max_components=3, flip_tta_top=0)
+    analyze_ct(ct, models, replace(settings, erosion_mm=0.0))
+    analyze_ct(ct, models, replace(settings, erosion_mm=3.0 * float(ct.geometry.spacing_xyz[0])))
+    assert seen == [0, 3]
