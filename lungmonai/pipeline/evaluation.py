@@ -66,7 +66,7 @@ def evaluate_split(
             write_reports(analysis, out / "reports", settings)
         c = analysis.candidates
         frame = pd.DataFrame({"seriesuid": uid, "coordX": c["center_x"], "coordY": c["center_y"],
-                              "coordZ": c["center_z"], "probability": c["score"],
+                              "coordZ": c["center_z"], "probability": c["p_nodule"],
                               "p_nodule": c["p_nodule"], "p_malignant": c["p_malignant"]})
         detections.append(frame)
         t = truth[truth["seriesuid"] == uid]

@@ -1,6 +1,6 @@
 """What one analysed CT leaves on disk, every file written atomically.
 
-- ``<stem>_submission.csv``: LUNA16's submission rows (every candidate, probability = the detection score, P(nodule) x peak segmentation probability);
+- ``<stem>_submission.csv``: LUNA16's submission rows (every candidate, probability = P(nodule));
 - ``<stem>_report.json``: per reported nodule xyz, irc, P(nodule), P(malignant), voxels, diameter;
 - ``<stem>_nodule<k>.png``: axial, coronal and sagittal views through each reported nodule, outlined;
 - ``<stem>_mask.nii.gz`` (optional): the grouped segmentation mask on the CT's grid.
@@ -31,7 +31,7 @@ def submission_rows(analysis: Analysis) -> pd.DataFrame:
     c = analysis.candidates
     return pd.DataFrame({
         "seriesuid": c["series_uid"], "coordX": c["center_x"], "coordY": c["center_y"],
-        "coordZ": c["center_z"], "probability": c["score"],
+        "coordZ": c["center_z"], "probability": c["p_nodule"],
     }, columns=SUBMISSION_COLUMNS)
 
 
@@ -45,7 +45,6 @@ def nodule_records(analysis: Analysis, settings: PipelineSettings) -> list[dict[
             "center_xyz": [round(float(v), 2) for v in (row.center_x, row.center_y, row.center_z)],
             "center_irc": [int(round(float(v))) for v in (row.center_i, row.center_r, row.center_c)],
             "p_nodule": round(float(row.p_nodule), 4),
-            "score": round(float(row.score), 4),
             "p_malignant": p_mal,
             "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),
             "voxels": int(row.voxels),

@@ -70,10 +70,7 @@ def test_analyze_writes_every_report(tiny_prepared: Path, models, tmp_path: Path
     saved = json.loads((tmp_path / f"{uid}_report.json").read_text())
     assert len(saved["nodules"]) == report["candidates"]
     first = saved["nodules"][0]
-    assert {"center_xyz", "center_irc", "p_nodule", "score", "p_malignant", "voxels", "diameter_mm"} <= set(first)
-    # the submission ranks by the detection score, never above the classifier's P(nodule)
-    assert sorted(submission["probability"].round(4), reverse=True)[0] == max(n["score"] for n in saved["nodules"])
-    assert all(n["score"] <= n["p_nodule"] + 1e-4 for n in saved["nodules"])
+    assert {"center_xyz", "center_irc", "p_nodule", "p_malignant", "voxels", "diameter_mm"} <= set(first)
     assert 0.0 <= first["p_malignant"] <= 1.0
     for name in saved["pictures"]:
         assert (tmp_path / name).stat().st_size > 0
@@ -107,13 +104,6 @@ def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp
     assert sum(sum(r) for r in rows[1:]) == n_nodules  # benign + malignant rows
     assert 0.0 <= metrics["cpm"] <= 1.0
     assert (tmp_path / "froc.png").stat().st_size > 0 and (tmp_path / "detections.csv").is_file()
-
-
-def test_detection_score_is_the_classifier_times_the_segmentation_peak(tiny_prepared: Path, models) -> None:
-    ct = read_ct(sorted(tiny_prepared.glob("subset*/*.mhd"))[0])
-    found = analyze_ct(ct, models, PipelineSettings(seg_threshold=0.0, max_components=5)).candidates
-    assert len(found) > 0
-    np.testing.assert_allclose(found["score"], found["p_nodule"] * found["p_seg_max"])
 
 
 def test_cli_reads_boolean_settings_as_switches(monkeypatch) -> None:
