@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields, replace
 
-from lungmonai.config import flag
 from lungmonai.pipeline.analysis import PipelineSettings
 from lungmonai.pipeline.models import BUNDLES, in_repo
 
@@ -43,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (analyze_p, evaluate_p):
         p.add_argument("--device", default=None, help="cpu or cuda:N (default: cuda if available)")
         for f in fields(PipelineSettings):
-            kind = flag if isinstance(f.default, bool) else type(f.default)  # bool("false") is True
-            p.add_argument(f"--{f.name}", type=kind, default=None)
+            p.add_argument(f"--{f.name}", type=type(f.default), default=None)
     args = ap.parse_args(argv)
 
     from lungmonai.pipeline import analyze, evaluate_split, load_models

@@ -58,8 +58,6 @@ class AutocastInferer(SimpleInferer):
         self.precision = check_precision(precision)
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
-        if autocast_dtype(self.precision, inputs.device) is None:
-            return network(inputs, *args, **kwargs)
         with autocast_context(self.precision, inputs.device):
             out = network(inputs, *args, **kwargs)
-        return out.float() if isinstance(out, torch.Tensor) else out
+        return out.float() if isinstance(out, torch.Tensor) else out  # a no-op on float32

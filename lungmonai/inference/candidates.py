@@ -36,12 +36,66 @@ FLIP_DIMS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,), (2, 3), (2, 4), 
 trained to ignore (``RandFlipd`` on every axis), so averaging over them only removes noise."""
 
 
-def flip_averaged_logits(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Logits averaged over :data:`FLIP_DIMS` (test-time augmentation, 8 forward passes)."""
-    return torch.stack([network(images.flip(dims) if dims else images).float() for dims in FLIP_DIMS]).mean(0)
+NO_FLIP: tuple[tuple[int, ...], ...] = ((),)
+
+
+def flip_averaged_logits(
+    network: nn.Module, images: torch.Tensor, flips: tuple[tuple[int, ...], ...] = FLIP_DIMS
+) -> torch.Tensor:
+    """Float32 logits averaged over ``flips`` (one forward pass each; ``()`` is the crop as is)."""
+    return torch.stack([network(images.flip(dims) if dims else images).float() for dims in flips]).mean(0)
 
 
 @torch.no_grad()
+def predict_logits(
+    ct: CTVolume,
+    centers_xyz: np.ndarray,
+    network: nn.Module,
+    transform: Callable,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    flips: tuple[tuple[int, ...], ...] = NO_FLIP,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """(N, 2) float32 logits for every centre, averaged over ``flips``; ``transform`` turns
+    ``{"ct", "center_xyz"}`` into ``{"image"}``. ``precision``: as
+    :func:`lungmonai.inference.autocast.autocast_dtype` ("auto" runs bfloat16 where the CPU or
+    GPU does it natively); the logits come back in float32 either way."""
+    items = [{"ct": ct, "center_xyz": np.asarray(c, dtype=np.float64)} for c in np.asarray(centers_xyz).reshape(-1, 3)]
+    if not items:
+        return torch.zeros(0, 2)
+    loader = DataLoader(Dataset(items, transform=transform), batch_size=batch_size, num_workers=0,
+                        collate_fn=lambda batch: torch.stack([torch.as_tensor(b["image"]) for b in batch]))
+    network.eval()
+    out = []
+    for images in loader:
+        images = images.as_subclass(torch.Tensor).to(device)
+        with autocast_context(precision, device):
+            out.append(flip_averaged_logits(network, images, flips).cpu())
+    return torch.cat(out)
+
+
+def add_flips(
+    plain_logits: torch.Tensor,
+    ct: CTVolume,
+    centers_xyz: np.ndarray,
+    network: nn.Module,
+    transform: Callable,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """The :data:`FLIP_DIMS` average for centres whose unflipped logits are already known: only
+    the seven other flips run, so a second look costs 7 passes, not 8."""
+    others = predict_logits(ct, centers_xyz, network, transform, device, batch_size, FLIP_DIMS[1:], precision)
+    return (plain_logits + others * (len(FLIP_DIMS) - 1)) / len(FLIP_DIMS)
+
+
+def class1_probability(logits: torch.Tensor) -> np.ndarray:
+    """P(class 1) from (N, 2) logits."""
+    return torch.softmax(logits.float(), dim=1)[:, 1].numpy()
+
+
 def predict_probabilities(
     ct: CTVolume,
     centers_xyz: np.ndarray,
@@ -52,27 +106,15 @@ def predict_probabilities(
     flip_tta: bool = False,
     precision: str = "fp32",
 ) -> np.ndarray:
-    """P(class 1) for every centre; ``transform`` turns ``{"ct", "center_xyz"}`` into ``{"image"}``.
+    """P(class 1) for every centre (see :func:`predict_logits`).
 
     ``flip_tta``: average the logits over the crop's eight flips. An under-trained classifier
     scores a vessel seen end-on very differently depending on orientation; on the embedded
-    dataset's test CTs the average raised the pipeline's CPM by about 0.08, for 8x the work.
-    ``precision``: as :func:`lungmonai.inference.autocast.autocast_dtype` ("auto" runs bfloat16
-    where the CPU or GPU does it natively); probabilities are computed in float32 either way.
+    dataset the pipeline's second look (:data:`lungmonai.pipeline.PipelineSettings.flip_tta_top`)
+    raised CPM by 0.08-0.12.
     """
-    items = [{"ct": ct, "center_xyz": np.asarray(c, dtype=np.float64)} for c in np.asarray(centers_xyz).reshape(-1, 3)]
-    if not items:
-        return np.zeros(0)
-    loader = DataLoader(Dataset(items, transform=transform), batch_size=batch_size, num_workers=0,
-                        collate_fn=lambda batch: torch.stack([torch.as_tensor(b["image"]) for b in batch]))
-    network.eval()
-    probs = []
-    for images in loader:
-        images = images.as_subclass(torch.Tensor).to(device)
-        with autocast_context(precision, device):
-            logits = flip_averaged_logits(network, images) if flip_tta else network(images).float()
-        probs.append(torch.softmax(logits, dim=1)[:, 1].cpu())
-    return torch.cat(probs).numpy()
+    flips = FLIP_DIMS if flip_tta else NO_FLIP
+    return class1_probability(predict_logits(ct, centers_xyz, network, transform, device, batch_size, flips, precision))
 
 
 def score_candidates_file(

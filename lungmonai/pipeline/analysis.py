@@ -10,7 +10,7 @@ import pandas as pd
 
 from lungmonai.grouping import group_segmentation, segmentation_mask
 from lungmonai.inference.autocast import check_precision
-from lungmonai.inference.candidates import predict_probabilities
+from lungmonai.inference.candidates import add_flips, class1_probability, predict_logits, predict_probabilities
 from lungmonai.io.volume import CTVolume
 from lungmonai.pipeline.models import PipelineModels
 from lungmonai.segmentation import segment_ct
@@ -88,13 +88,12 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
 
     start = time.perf_counter()
     centers = groups[["center_x", "center_y", "center_z"]].to_numpy(np.float64)
-    p_nodule = predict_probabilities(ct, centers, models.classifier, models.cls_transform, models.device,
-                                     settings.crop_batch_size, precision=settings.precision)
-    top = np.argsort(-p_nodule, kind="stable")[: settings.flip_tta_top]
+    classify = (models.classifier, models.cls_transform, models.device, settings.crop_batch_size)
+    logits = predict_logits(ct, centers, *classify, precision=settings.precision)
+    top = np.argsort(-class1_probability(logits), kind="stable")[: settings.flip_tta_top]
     if len(top):
-        p_nodule[top] = predict_probabilities(ct, centers[top], models.classifier, models.cls_transform, models.device,
-                                              settings.crop_batch_size, flip_tta=True, precision=settings.precision)
-    groups["p_nodule"] = p_nodule
+        logits[top] = add_flips(logits[top], ct, centers[top], *classify, precision=settings.precision)
+    groups["p_nodule"] = class1_probability(logits)
     seconds["classify"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -8,7 +8,14 @@ import pytest
 import torch
 from monai.transforms import Compose, ScaleIntensityRanged
 
-from lungmonai.inference.candidates import predict_probabilities, read_centers, score_candidates_file
+from lungmonai.inference.candidates import (
+    FLIP_DIMS,
+    add_flips,
+    predict_logits,
+    predict_probabilities,
+    read_centers,
+    score_candidates_file,
+)
 from lungmonai.io import read_ct
 from lungmonai.networks import LunaModel
 from lungmonai.transforms import CropCandidated
@@ -112,5 +119,17 @@ def test_bf16_scores_stay_close_to_float32(dataset):
     fp32 = predict_probabilities(ct, centres, network, transform)
     bf16 = predict_probabilities(ct, centres, network, transform, precision="bf16")
     assert bf16.dtype == fp32.dtype and np.abs(bf16 - fp32).max() < 0.02
+    assert not np.array_equal(bf16, fp32)  # the network really ran in bfloat16
     with pytest.raises(ValueError, match="precision"):
         predict_probabilities(ct, centres, network, transform, precision="fp16")
+
+
+def test_add_flips_completes_the_unflipped_pass_to_the_eight_flip_average(dataset):
+    uid = dataset.series_uids[0]
+    ct, network, transform = read_ct(dataset.series[uid]), _network().eval(), _transform()
+    centres = pd.read_csv(dataset.root / "candidates.csv", dtype={"seriesuid": str})
+    centres = centres[centres["seriesuid"] == uid][["coordX", "coordY", "coordZ"]].to_numpy()[:3]
+    plain = predict_logits(ct, centres, network, transform)
+    full = predict_logits(ct, centres, network, transform, flips=FLIP_DIMS)
+    torch.testing.assert_close(add_flips(plain, ct, centres, network, transform), full, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(plain, full, atol=1e-4)

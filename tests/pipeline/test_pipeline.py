@@ -106,7 +106,7 @@ def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp
     assert (tmp_path / "froc.png").stat().st_size > 0 and (tmp_path / "detections.csv").is_file()
 
 
-def test_cli_reads_boolean_settings_as_switches(monkeypatch) -> None:
+def test_cli_flags_override_the_bundle_settings(monkeypatch) -> None:
     import lungmonai.cli as cli
 
     seen = {}

@@ -61,6 +61,7 @@ def test_bf16_segmentation_stays_close_to_float32() -> None:
     fp32 = segment_ct(ct, _network(), batch_size=8, restrict_to_lungs=False)
     bf16 = segment_ct(ct, _network(), batch_size=8, restrict_to_lungs=False, precision="bf16")
     assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).max() < 0.03
+    assert not np.array_equal(bf16, fp32)  # the U-Net really ran in bfloat16
 
 
 def test_outputs_keep_the_ct_geometry(tmp_path: Path) -> None:
