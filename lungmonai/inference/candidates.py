@@ -75,20 +75,14 @@ def predict_logits(
     return torch.cat(out)
 
 
-def add_flips(
-    plain_logits: torch.Tensor,
-    ct: CTVolume,
-    centers_xyz: np.ndarray,
-    network: nn.Module,
-    transform: Callable,
-    device: torch.device | str = "cpu",
-    batch_size: int = 64,
-    precision: str = "fp32",
-) -> torch.Tensor:
-    """The :data:`FLIP_DIMS` average for centres whose unflipped logits are already known: only
-    the seven other flips run, so a second look costs 7 passes, not 8."""
-    others = predict_logits(ct, centers_xyz, network, transform, device, batch_size, FLIP_DIMS[1:], precision)
-    return (plain_logits + others * (len(FLIP_DIMS) - 1)) / len(FLIP_DIMS)
+UNFLIPPED_AND_OTHERS = (FLIP_DIMS[:1], FLIP_DIMS[1:])
+""":data:`FLIP_DIMS` split into the crop as is and the seven flips a second look adds."""
+
+
+def complete_flip_average(unflipped: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """The :data:`FLIP_DIMS` average from logits already computed on the unflipped crops and the
+    average over the seven other flips, so a second look costs 7 passes, not 8."""
+    return (unflipped + others * (len(FLIP_DIMS) - 1)) / len(FLIP_DIMS)
 
 
 def class1_probability(logits: torch.Tensor) -> np.ndarray:

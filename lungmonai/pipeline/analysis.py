@@ -10,7 +10,13 @@ import pandas as pd
 
 from lungmonai.grouping import group_segmentation, segmentation_mask
 from lungmonai.inference.autocast import check_precision
-from lungmonai.inference.candidates import add_flips, class1_probability, predict_logits, predict_probabilities
+from lungmonai.inference.candidates import (
+    UNFLIPPED_AND_OTHERS,
+    class1_probability,
+    complete_flip_average,
+    predict_logits,
+    predict_probabilities,
+)
 from lungmonai.io.volume import CTVolume
 from lungmonai.pipeline.models import PipelineModels
 from lungmonai.segmentation import segment_ct
@@ -92,7 +98,8 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     logits = predict_logits(ct, centers, *classify, precision=settings.precision)
     top = np.argsort(-class1_probability(logits), kind="stable")[: settings.flip_tta_top]
     if len(top):
-        logits[top] = add_flips(logits[top], ct, centers[top], *classify, precision=settings.precision)
+        others = predict_logits(ct, centers[top], *classify, flips=UNFLIPPED_AND_OTHERS[1], precision=settings.precision)
+        logits[top] = complete_flip_average(logits[top], others)
     groups["p_nodule"] = class1_probability(logits)
     seconds["classify"] = time.perf_counter() - start
 

@@ -10,7 +10,8 @@ from monai.transforms import Compose, ScaleIntensityRanged
 
 from lungmonai.inference.candidates import (
     FLIP_DIMS,
-    add_flips,
+    UNFLIPPED_AND_OTHERS,
+    complete_flip_average,
     predict_logits,
     predict_probabilities,
     read_centers,
@@ -96,11 +97,16 @@ def test_csv_without_coordinates_is_a_clear_error(tmp_path):
         read_centers(tmp_path / "missing.csv")
 
 
-def test_flip_tta_averages_the_logits_of_the_eight_flips(dataset):
+def _first_centres(dataset, n: int):
+    """The first series' CT, an untrained classifier, its crop transform and ``n`` candidate centres."""
     uid = dataset.series_uids[0]
-    ct, network, transform = read_ct(dataset.series[uid]), _network().eval(), _transform()
     centres = pd.read_csv(dataset.root / "candidates.csv", dtype={"seriesuid": str})
-    centres = centres[centres["seriesuid"] == uid][["coordX", "coordY", "coordZ"]].to_numpy()[:4]
+    xyz = centres[centres["seriesuid"] == uid][["coordX", "coordY", "coordZ"]].to_numpy()[:n]
+    return read_ct(dataset.series[uid]), _network().eval(), _transform(), xyz
+
+
+def test_flip_tta_averages_the_logits_of_the_eight_flips(dataset):
+    ct, network, transform, centres = _first_centres(dataset, 4)
     plain = predict_probabilities(ct, centres, network, transform, batch_size=3)
     tta = predict_probabilities(ct, centres, network, transform, batch_size=3, flip_tta=True)
     with torch.no_grad():
@@ -112,10 +118,7 @@ def test_flip_tta_averages_the_logits_of_the_eight_flips(dataset):
 
 
 def test_bf16_scores_stay_close_to_float32(dataset):
-    uid = dataset.series_uids[0]
-    ct, network, transform = read_ct(dataset.series[uid]), _network().eval(), _transform()
-    centres = pd.read_csv(dataset.root / "candidates.csv", dtype={"seriesuid": str})
-    centres = centres[centres["seriesuid"] == uid][["coordX", "coordY", "coordZ"]].to_numpy()[:4]
+    ct, network, transform, centres = _first_centres(dataset, 4)
     fp32 = predict_probabilities(ct, centres, network, transform)
     bf16 = predict_probabilities(ct, centres, network, transform, precision="bf16")
     assert bf16.dtype == fp32.dtype and np.abs(bf16 - fp32).max() < 0.02
@@ -125,11 +128,9 @@ def test_bf16_scores_stay_close_to_float32(dataset):
 
 
 def test_add_flips_completes_the_unflipped_pass_to_the_eight_flip_average(dataset):
-    uid = dataset.series_uids[0]
-    ct, network, transform = read_ct(dataset.series[uid]), _network().eval(), _transform()
-    centres = pd.read_csv(dataset.root / "candidates.csv", dtype={"seriesuid": str})
-    centres = centres[centres["seriesuid"] == uid][["coordX", "coordY", "coordZ"]].to_numpy()[:3]
+    ct, network, transform, centres = _first_centres(dataset, 3)
     plain = predict_logits(ct, centres, network, transform)
     full = predict_logits(ct, centres, network, transform, flips=FLIP_DIMS)
-    torch.testing.assert_close(add_flips(plain, ct, centres, network, transform), full, rtol=1e-5, atol=1e-6)
+    others = predict_logits(ct, centres, network, transform, flips=UNFLIPPED_AND_OTHERS[1])
+    torch.testing.assert_close(complete_flip_average(plain, others), full, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(plain, full, atol=1e-4)
