@@ -178,9 +178,17 @@ class SegmentationReportHandler:
     """At the end of an evaluation, write ``metrics.json`` (figures, settings, every nodule
     found or missed) and ``nodule_recall.png`` (found/missed by diameter) into ``output_dir``."""
 
-    def __init__(self, output_dir: str | Path, prefix: str = "val", extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        output_dir: str | Path,
+        prefix: str = "val",
+        parts: Sequence[str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.output_dir = Path(output_dir)
         self.prefix = prefix
+        # ``prefix`` names the engine's metrics; ``parts`` says which split parts were scored.
+        self.parts = list(parts) if parts else [prefix]
         self.extra = dict(extra or {})
 
     def attach(self, engine: Engine) -> None:
@@ -191,7 +199,8 @@ class SegmentationReportHandler:
         metrics = {k[len(start):]: float(v) for k, v in engine.state.metrics.items() if k.startswith(start)}
         outputs = engine.state.segmentation_outputs[self.prefix]
         report = {
-            "part": self.prefix,
+            "part": "+".join(self.parts),
+            "parts": self.parts,
             **self.extra,
             "threshold": outputs["threshold"],
             "metrics": metrics,
