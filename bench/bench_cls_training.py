@@ -20,15 +20,16 @@ from lungmonai.inference.autocast import autocast_dtype
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _parser(dataset_dir: str, batch_size: int, num_workers: int) -> ConfigParser:
+def training_parser(bundle: str, dataset_dir: str, batch_size: int, num_workers: int) -> ConfigParser:
+    """A bundle's train.json on the CPU with an epoch long enough never to end mid-benchmark."""
     parser = ConfigParser()
-    parser.read_config(REPO / "bundles/nodule_cls/configs/train.json")
+    parser.read_config(REPO / f"bundles/{bundle}/configs/train.json")
     parser.update({"dataset_dir": dataset_dir, "batch_size": batch_size, "num_workers": num_workers,
-                   "epoch_samples": 1_000_000, "device": "$torch.device('cpu')", "bundle_root": "/tmp/bench_cls"})
+                   "epoch_samples": 1_000_000, "device": "$torch.device('cpu')", "bundle_root": f"/tmp/bench_{bundle}"})
     return parser
 
 
-def _step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, inferer, images, labels) -> None:
+def training_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn, inferer, images, labels) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss_fn(inferer(images, network), labels).backward()
     optimizer.step()
@@ -46,7 +47,7 @@ def main() -> None:
     ap.add_argument("--num_workers", type=int, default=1)
     ap.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (the training step's autocast)")
     args = ap.parse_args()
-    parser = _parser(args.dataset_dir, args.batch_size, args.num_workers)
+    parser = training_parser("nodule_cls", args.dataset_dir, args.batch_size, args.num_workers)
     parser["precision"] = args.precision
     parser.get_parsed_content("initialize")  # what the bundle's run does first (seeding, no MetaTensor tracking)
     network, optimizer, loss_fn, inferer = (
@@ -57,23 +58,23 @@ def main() -> None:
     images = torch.randn(args.batch_size, 1, 32, 48, 48)
     labels = torch.randint(0, 2, (args.batch_size,))
     for _ in range(3):
-        _step(network, optimizer, loss_fn, inferer, images, labels)
+        training_step(network, optimizer, loss_fn, inferer, images, labels)
     alone = []
     for _ in range(args.steps):
         start = time.perf_counter()
-        _step(network, optimizer, loss_fn, inferer, images, labels)
+        training_step(network, optimizer, loss_fn, inferer, images, labels)
         alone.append(time.perf_counter() - start)
 
     loader = iter(parser.get_parsed_content("train#dataloader"))
     for _ in range(3):
         batch = next(loader)
-        _step(network, optimizer, loss_fn, inferer, batch["image"], batch["label"])
+        training_step(network, optimizer, loss_fn, inferer, batch["image"], batch["label"])
     full, waits = [], []
     for _ in range(args.steps):
         start = time.perf_counter()
         batch = next(loader)
         waited = time.perf_counter() - start
-        _step(network, optimizer, loss_fn, inferer, batch["image"], batch["label"])
+        training_step(network, optimizer, loss_fn, inferer, batch["image"], batch["label"])
         full.append(time.perf_counter() - start)
         waits.append(waited)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from monai.bundle import ConfigParser
 
-from lungmonai.config import flag
+from lungmonai.config import compute_threads, flag
 from tests.bundles.conftest import REPO
 
 
@@ -49,3 +49,21 @@ def test_training_step_runs_through_the_autocast_inferer(bundle: str) -> None:
     assert type(inferer).__name__ == "AutocastInferer" and inferer.precision == "auto"
     # Validation stays float32.
     assert type(parser.get_parsed_content("validate#inferer")).__name__ == "SimpleInferer"
+
+
+def test_training_threads_leave_a_core_per_loader_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert compute_threads(0, 1) == 3
+    assert compute_threads(0, 8) == 1  # never fewer than one
+    assert compute_threads(2, 1) == 2  # an explicit choice wins
+
+
+def test_segmentation_switches_typed_false_turn_batch_augmentation_off() -> None:
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles/nodule_seg/configs/train.json"))
+    parser.update({"augment_flip": "false", "augment_rotate": "false", "augment_scale": "false", "augment_noise": "off"})
+    aug = parser.get_parsed_content("augmentation")
+    assert (aug.flip, aug.rotate, aug.scale_range, aug.noise_std) == (False, False, 0.0, 0.0)
+    assert parser.get_parsed_content("train#trainer#prepare_batch").augment is aug

@@ -85,15 +85,18 @@ def _parser(seg_dataset: Path, tmp_path: Path, **overrides: object) -> ConfigPar
     return parser
 
 
-def test_training_batches_are_64px_crops_of_seven_slices_with_the_configured_share(seg_dataset: Path, tmp_path: Path) -> None:
+def test_training_batches_become_64px_crops_of_seven_slices_with_the_configured_share(seg_dataset: Path, tmp_path: Path) -> None:
     parser = _parser(seg_dataset, tmp_path, epoch_samples=96, batch_size=16, positive_share=0.5)
     torch.manual_seed(0)
     kinds, positives_with_label = [], []
+    prepare = parser.get_parsed_content("train#trainer#prepare_batch")  # augments on the device
     for batch in parser.get_parsed_content("train#dataloader"):
-        assert batch["image"].shape == (16, 7, 64, 64) and batch["label"].shape == (16, 1, 64, 64)
-        assert set(torch.unique(batch["label"]).tolist()) <= {0.0, 1.0}
-        assert float(batch["image"].min()) >= -1.5 and float(batch["image"].max()) <= 1.5
-        for kind, label in zip(batch["kind"], batch["label"]):
+        assert batch["image"].shape == (16, 7, 96, 96) and batch["label"].shape == (16, 1, 96, 96)
+        image, label = prepare(batch, torch.device("cpu"))
+        assert image.shape == (16, 7, 64, 64) and label.shape == (16, 1, 64, 64)
+        assert set(torch.unique(label).tolist()) <= {0.0, 1.0}
+        assert float(image.min()) >= -1.5 and float(image.max()) <= 1.5
+        for kind, label in zip(batch["kind"], label):
             kinds.append(kind)
             if kind == "nodule":
                 positives_with_label.append(bool(label.sum() > 0))
