@@ -23,6 +23,7 @@ from lungmonai.cache.atomic import atomic_write_json
 from lungmonai.plots import save_figure
 from lungmonai.segmentation.metrics import NoduleTouches, voxel_figures
 from lungmonai.segmentation.overlay import overlay_figure, overlay_rgb
+from lungmonai.segmentation.reach import NoduleReach
 
 
 def _batch_meta(engine: Engine) -> tuple[list[str], list[int]]:
@@ -34,8 +35,10 @@ def _batch_meta(engine: Engine) -> tuple[list[str], list[int]]:
 
 class SegmentationMetrics(Metric):
     """Voxel Dice/precision/recall/F-beta over the epoch, plus per-nodule recall when ``nodules``
-    are given (validation on whole slices). The value under the metric's own name is ``key``:
-    ``score``, the mean of nodule recall and voxel F-beta (recall weighted ``beta`` times), or
+    are given (validation on whole slices), and per-nodule reach through the pipeline's grouping
+    when ``reach`` is given (:class:`lungmonai.segmentation.reach.NoduleReach`; one process).
+    The value under the metric's own name is ``key``: ``score``, the mean of nodule reach (or,
+    without ``reach``, nodule recall) and voxel F-beta (recall weighted ``beta`` times), or
     F-beta alone without nodules. In distributed runs counts and touches are summed over ranks.
     """
 
@@ -48,8 +51,12 @@ class SegmentationMetrics(Metric):
         key: str = "score",
         output_transform: Callable = from_engine(["pred", "label"]),
         device: str | torch.device = "cpu",
+        reach: NoduleReach | None = None,
     ) -> None:
+        if reach is not None and idist.get_world_size() > 1:
+            raise ValueError("nodule reach needs each series' slices in one process; set reach to null in distributed runs")
         self.prefix = prefix
+        self.reach = reach
         self.threshold = float(threshold)
         self.beta = float(beta)
         self.key = key
@@ -61,6 +68,8 @@ class SegmentationMetrics(Metric):
         self._counts = torch.zeros(3, dtype=torch.float64)
         if self.touches is not None:
             self.touches.reset()
+        if self.reach is not None:
+            self.reach.reset()
         self._meta: tuple[list[str], list[int]] | None = None
 
     def _marked(self, logits: torch.Tensor) -> torch.Tensor:
@@ -69,7 +78,7 @@ class SegmentationMetrics(Metric):
         return torch.sigmoid(logits.float()) >= self.threshold
 
     def iteration_completed(self, engine: Engine) -> None:
-        self._meta = _batch_meta(engine) if self.touches is not None else None
+        self._meta = _batch_meta(engine) if self.touches is not None or self.reach is not None else None
         super().iteration_completed(engine)
 
     def update(self, output: Sequence[Any]) -> None:
@@ -82,6 +91,10 @@ class SegmentationMetrics(Metric):
             masks = marked[:, 0].cpu().numpy()
             for uid, index, mask in zip(*self._meta, masks):
                 self.touches.update(uid, index, mask)
+        if self.reach is not None and self._meta is not None:
+            probs = torch.sigmoid(torch.as_tensor(logits).detach()[:, 0].float()).cpu().numpy()
+            for uid, index, prob in zip(*self._meta, probs):
+                self.reach.update(uid, index, prob)
 
     def compute(self) -> dict[str, float]:
         counts = self._counts
@@ -97,6 +110,10 @@ class SegmentationMetrics(Metric):
             figures["nodules"] = float(len(self.touches.nodules))
             figures["nodules_found"] = float(self.touches.hits.sum())
             figures["score"] = 0.5 * (figures["nodule_recall"] + f_beta)
+        if self.reach is not None:
+            figures["nodule_reach"] = self.reach.recall()
+            figures["nodules_reached"] = float(self.reach.reached.sum())
+            figures["score"] = 0.5 * (figures["nodule_reach"] + f_beta)
         else:
             figures["score"] = f_beta
         return figures
@@ -107,10 +124,11 @@ class SegmentationMetrics(Metric):
             engine.state.metrics[f"{self.prefix}_{figure}"] = value
         engine.state.metrics[name] = figures[self.key]
         outputs = getattr(engine.state, "segmentation_outputs", None) or {}
-        outputs[self.prefix] = {
-            "threshold": self.threshold,
-            "nodules": self.touches.details() if self.touches is not None else [],
-        }
+        nodules = self.touches.details() if self.touches is not None else []
+        if self.reach is not None and len(nodules) == len(self.reach.reached):
+            for nodule, reached in zip(nodules, self.reach.reached):
+                nodule["reached"] = bool(reached)
+        outputs[self.prefix] = {"threshold": self.threshold, "nodules": nodules}
         engine.state.segmentation_outputs = outputs
 
 

@@ -49,7 +49,8 @@ def test_evaluate_writes_metrics_with_per_nodule_recall(tiny_prepared: Path, tra
     split = json.loads((tiny_prepared / "prepared/split.json").read_text())["series"]
     test_series = {uid for uid, part in split.items() if part == "test"}
     assert report["part"] == "test" and report["parts"] == ["test"] and {n["series_uid"] for n in report["nodules"]} <= test_series
-    assert {"dice", "precision", "recall", "nodule_recall", "score"} <= set(report["metrics"])
+    assert {"dice", "precision", "recall", "nodule_recall", "nodule_reach", "score"} <= set(report["metrics"])
+    assert report["metrics"]["nodules_reached"] == sum(n["reached"] for n in report["nodules"])
     assert report["metrics"]["nodules"] == len(report["nodules"])
     assert (trained / "eval/nodule_recall.png").stat().st_size > 0 and (trained / "eval/overlays.png").stat().st_size > 0
 
