@@ -6,7 +6,7 @@ ranks first and classifies each at its HU-weighted centre, and LUNA16 counts a d
 within a nodule's radius of its centre. A permissive segmentation touches every nodule, yet
 floods the CT with components so the cap drops small nodules, and a merged nodule-vessel
 component can put its centre outside the radius. Reach measures exactly that, so checkpoints
-are chosen for the pipeline they feed (on the demo, the touch-based choice cost 0.1 CPM).
+are chosen for the pipeline they feed (on the demo, the touch-based choice cost 0.14 CPM).
 
 Validation hands over whole slices in series-then-slice order; one series' probabilities are
 stacked at a time (float16) and grouped when the next series starts, so memory stays at one CT.
