@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,14 @@ def test_training_refuses_a_missing_prepared_directory(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as failure:  # MONAI wraps the expression's error
         parser.get_parsed_content("check_split")
     assert isinstance(failure.value.__cause__, FileNotFoundError) and "prepare_luna.py" in str(failure.value.__cause__)
+
+
+def test_two_process_training_with_torchrun(tiny_prepared: Path, tmp_path: Path) -> None:
+    root = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run_bundle("training", [TRAIN, "bundles/nodule_seg/configs/multi_gpu_train.json"], _small(tiny_prepared, root),
+               launcher=launcher)
+    last = torch.load(root / "models/last.pt", map_location="cpu", weights_only=False)
+    assert last["samples_seen"]["count"] == 32  # both ranks' windows, counted once each
+    assert len(list((root / "runs").glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
+    assert (root / "models/model.pt").is_file()  # chosen by touched nodules: reach needs one process
