@@ -105,17 +105,15 @@ class SegmentationMetrics(Metric):
                 self.touches.hits[:] = hits.numpy() > 0
         figures = voxel_figures(*counts.tolist(), beta=self.beta)
         f_beta = figures[f"f{self.beta:g}"]
+        per_nodule = None
         if self.touches is not None:
-            figures["nodule_recall"] = self.touches.recall()
+            figures["nodule_recall"] = per_nodule = self.touches.recall()
             figures["nodules"] = float(len(self.touches.nodules))
             figures["nodules_found"] = float(self.touches.hits.sum())
-            figures["score"] = 0.5 * (figures["nodule_recall"] + f_beta)
         if self.reach is not None:
-            figures["nodule_reach"] = self.reach.recall()
+            figures["nodule_reach"] = per_nodule = self.reach.recall()
             figures["nodules_reached"] = float(self.reach.reached.sum())
-            figures["score"] = 0.5 * (figures["nodule_reach"] + f_beta)
-        else:
-            figures["score"] = f_beta
+        figures["score"] = f_beta if per_nodule is None else 0.5 * (per_nodule + f_beta)
         return figures
 
     def completed(self, engine: Engine, name: str) -> None:

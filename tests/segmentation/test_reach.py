@@ -113,3 +113,19 @@ def test_the_bundle_wires_reach_to_the_pipeline_settings_and_drops_it_across_pro
     assert parser["validate#metric#reach"].replace("::", "#") == "@validate#reach"
     parser.read_config([str(REPO / "bundles/nodule_seg/configs/train.json"), str(REPO / "bundles/nodule_seg/configs/multi_gpu_train.json")])
     assert parser["validate#reach"] is None
+
+
+def test_without_reach_the_checkpoint_score_falls_back_to_touched_nodules() -> None:
+    # What distributed runs use (reach is null there): the mean of touched share and F2, not F2.
+    prob = np.zeros(SHAPE, np.float32)
+    _ball(prob, (6, 10, 10), 2, 0.9)
+    nodules = [dict(_nodule("a", (6, 10, 10)), center_irc=[6, 10, 10], spacing_irc=[2.0, 1.0, 1.0]),
+               dict(_nodule("a", (6, 30, 30)), center_irc=[6, 30, 30], spacing_irc=[2.0, 1.0, 1.0])]
+    metric = SegmentationMetrics("val", nodules=nodules)
+    metric.reset()
+    logits = torch.logit(torch.from_numpy(prob).clamp(1e-4, 1 - 1e-4))[:, None]
+    metric._meta = (["a"] * SHAPE[0], list(range(SHAPE[0])))
+    metric.update((logits, torch.from_numpy((prob > 0.5).astype(np.float32))[:, None]))
+    figures = metric.compute()
+    assert figures["nodule_recall"] == 0.5 and "nodule_reach" not in figures
+    assert figures["score"] == pytest.approx(0.5 * (0.5 + figures["f2"]))
