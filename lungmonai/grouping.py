@@ -392,3 +392,35 @@ def group_segmentation(
         )
         frame = frame.iloc[:max_components].reset_index(drop=True)
     return frame
+
+
+def erosion_iterations(spacing_xyz: np.ndarray, erosion_mm: float) -> int:
+    """Erosion iterations that remove about ``erosion_mm`` at this CT's in-plane pixel size.
+
+    The book erodes once on LUNA16's ~0.7 mm pixels; a fixed voxel count would remove more
+    tissue the coarser the pixels (one iteration at 1.5 mm erases most small nodules).
+    """
+    if erosion_mm < 0:
+        raise ValueError(f"erosion_mm must be >= 0, got {erosion_mm}")
+    pixel_mm = float(np.mean(np.asarray(spacing_xyz, dtype=np.float64)[:2]))
+    return max(int(np.ceil(erosion_mm / pixel_mm - 0.5)), 0)
+
+
+def mask_and_group(
+    prob: np.ndarray,
+    hu: np.ndarray,
+    geometry: Geometry,
+    *,
+    threshold: float = 0.5,
+    erosion_mm: float = 0.7,
+    max_components: int | None = 300,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """One CT's candidates as the pipeline makes them: the mask (``prob > threshold``, eroded by
+    about ``erosion_mm``) and its components ranked and capped (:func:`group_segmentation`).
+
+    The pipeline's analysis and the segmentation's validation (nodule reach) both call this,
+    so a checkpoint is judged on exactly the candidates it will produce.
+    """
+    iterations = erosion_iterations(geometry.spacing_xyz, erosion_mm)
+    mask = segmentation_mask(prob, threshold=threshold, erosion_iterations=iterations)
+    return mask, group_segmentation(prob, hu, geometry, mask=mask, max_components=max_components)

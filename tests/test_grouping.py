@@ -12,6 +12,7 @@ from scipy import ndimage
 from lungmonai.geometry import irc_to_xyz
 from lungmonai.grouping import (
     GROUP_COLUMNS,
+    erosion_iterations,
     group_segmentation,
     label_segmentation,
     segmentation_mask,
@@ -216,3 +217,16 @@ def test_bad_inputs_are_refused():
         group_segmentation(np.zeros(shape), flat_hu(shape), UNIT, connectivity=4)
     with pytest.raises(ValueError, match="3D"):
         segmentation_mask(np.zeros((6, 6)))
+
+
+def test_erosion_is_set_in_millimetres_and_follows_the_pixel_size():
+    # The book's one iteration on LUNA16's usual 0.6-1.0 mm pixels ...
+    for pixel in (0.6, 0.7, 0.8, 0.98):
+        assert erosion_iterations(np.array([pixel, pixel, 2.5]), 0.7) == 1
+    # ... none on coarse 1.5 mm pixels, where one voxel would erase a 3 mm nodule ...
+    assert erosion_iterations(np.array([1.5, 1.5, 1.5]), 0.7) == 0
+    # ... and two on very fine ones, so the physical erosion stays about the same.
+    assert erosion_iterations(np.array([0.45, 0.45, 1.0]), 0.7) == 2
+    assert erosion_iterations(np.array([0.7, 0.7, 1.0]), 0.0) == 0
+    with pytest.raises(ValueError, match="erosion_mm"):
+        erosion_iterations(np.array([0.7, 0.7, 1.0]), -1.0)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lungmonai.grouping import group_segmentation, segmentation_mask
+from lungmonai.grouping import mask_and_group
 from lungmonai.inference.autocast import check_precision
 from lungmonai.inference.candidates import (
     UNFLIPPED_AND_OTHERS,
@@ -67,14 +67,6 @@ class Analysis:
         return self.candidates[self.candidates["p_nodule"] >= settings.nodule_threshold]
 
 
-def erosion_iterations(spacing_xyz: np.ndarray, erosion_mm: float) -> int:
-    """Erosion iterations that remove about ``erosion_mm`` at this CT's in-plane pixel size."""
-    if erosion_mm < 0:
-        raise ValueError(f"erosion_mm must be >= 0, got {erosion_mm}")
-    pixel_mm = float(np.mean(np.asarray(spacing_xyz, dtype=np.float64)[:2]))
-    return max(int(np.ceil(erosion_mm / pixel_mm - 0.5)), 0)
-
-
 def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings = PipelineSettings()) -> Analysis:
     """Segment every slice, group voxels into candidates, classify them, then rate malignancy
     of those above the nodule threshold. ``candidates`` keeps all candidates (LUNA16's
@@ -87,9 +79,8 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    iterations = erosion_iterations(ct.geometry.spacing_xyz, settings.erosion_mm)
-    mask = segmentation_mask(prob, threshold=settings.seg_threshold, erosion_iterations=iterations)
-    groups = group_segmentation(prob, ct.hu, ct.geometry, mask=mask, max_components=settings.max_components)
+    mask, groups = mask_and_group(prob, ct.hu, ct.geometry, threshold=settings.seg_threshold,
+                                  erosion_mm=settings.erosion_mm, max_components=settings.max_components)
     seconds["group"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -14,15 +14,15 @@ stacked at a time (float16) and grouped when the next series starts, so memory s
 
 from __future__ import annotations
 
+import warnings
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
-
-import warnings
 
 import numpy as np
 
 from lungmonai.cache.crops import CropCache
-from lungmonai.grouping import group_segmentation, segmentation_mask
+from lungmonai.grouping import mask_and_group
 
 
 class NoduleReach:
@@ -31,17 +31,18 @@ class NoduleReach:
 
     ``settings`` is the pipeline's (``seg_threshold``, ``erosion_mm``, ``max_components``);
     ``volumes`` the crop cache, for each series' HU (centre-of-mass weights) and geometry.
+    Series without nodules are only checked for order, never stacked or grouped.
     """
 
     def __init__(self, nodules: Sequence[dict[str, Any]], volumes: CropCache, settings: Any) -> None:
-        from lungmonai.pipeline.analysis import erosion_iterations  # the pipeline's own rule
-
         self.nodules = list(nodules)
         self.volumes = volumes
         self.threshold = float(settings.seg_threshold)
         self.erosion_mm = float(settings.erosion_mm)
         self.max_components = int(settings.max_components)
-        self._erosion_iterations = erosion_iterations
+        self._by_series: dict[str, list[int]] = defaultdict(list)
+        for k, nodule in enumerate(self.nodules):
+            self._by_series[str(nodule["series_uid"])].append(k)
         self.reached = np.zeros(len(self.nodules), dtype=bool)
         self.reset()
 
@@ -61,30 +62,28 @@ class NoduleReach:
                     f"series {uid}: its slices arrived in two runs; reach needs each series' slices "
                     "together (one process, unshuffled validation)"
                 )
-            volume, _ = self.volumes.read_volume(uid)
-            self._uid, self._prob = uid, np.zeros(volume.shape, dtype=np.float16)
-        assert self._prob is not None
-        rows, cols = self._prob.shape[1:]
-        self._prob[int(slice_index)] = np.asarray(prob)[:rows, :cols]
+            self._uid = uid
+            if uid in self._by_series:
+                self._prob = np.zeros(self.volumes.read_volume(uid)[0].shape, dtype=np.float16)
+        if self._prob is not None:
+            rows, cols = self._prob.shape[1:]
+            self._prob[int(slice_index)] = np.asarray(prob)[:rows, :cols]
 
     def _finish_series(self) -> None:
-        if self._uid is None or self._prob is None:
-            return
-        uid, prob = self._uid, self._prob.astype(np.float32)
+        uid, prob = self._uid, self._prob
         self._uid, self._prob = None, None
+        if uid is None:
+            return
         self._done.add(uid)
-        wanted = [k for k, n in enumerate(self.nodules) if str(n["series_uid"]) == uid]
-        if not wanted:
+        if prob is None:
             return
         hu, geometry = self.volumes.read_volume(uid)
-        mask = segmentation_mask(
-            prob, threshold=self.threshold, erosion_iterations=self._erosion_iterations(geometry.spacing_xyz, self.erosion_mm)
-        )
         with warnings.catch_warnings():  # the cap biting is what reach measures, not news
             warnings.filterwarnings("ignore", message="group_segmentation:", category=RuntimeWarning)
-            found = group_segmentation(prob, np.asarray(hu), geometry, mask=mask, max_components=self.max_components)
+            _, found = mask_and_group(prob.astype(np.float32), np.asarray(hu), geometry, threshold=self.threshold,
+                                      erosion_mm=self.erosion_mm, max_components=self.max_components)
         centres = found[["center_x", "center_y", "center_z"]].to_numpy(dtype=np.float64).reshape(-1, 3)
-        for k in wanted:
+        for k in self._by_series[uid]:
             nodule = self.nodules[k]
             distance = np.linalg.norm(centres - np.asarray(nodule["center_xyz"], dtype=np.float64), axis=1)
             self.reached[k] = bool(distance.size and distance.min() <= float(nodule["radius_mm"]))

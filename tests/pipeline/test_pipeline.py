@@ -150,27 +150,12 @@ def test_evaluation_refuses_the_train_part(tiny_prepared: Path, models, tmp_path
         evaluate_split(tiny_prepared, "train", tmp_path, PipelineSettings(), models, n_boot=10)
 
 
-def test_erosion_is_set_in_millimetres_and_follows_the_pixel_size():
-    from lungmonai.pipeline.analysis import erosion_iterations
-
-    # The book's one iteration on LUNA16's usual 0.6-1.0 mm pixels ...
-    for pixel in (0.6, 0.7, 0.8, 0.98):
-        assert erosion_iterations(np.array([pixel, pixel, 2.5]), 0.7) == 1
-    # ... none on coarse 1.5 mm pixels, where one voxel would erase a 3 mm nodule ...
-    assert erosion_iterations(np.array([1.5, 1.5, 1.5]), 0.7) == 0
-    # ... and two on very fine ones, so the physical erosion stays about the same.
-    assert erosion_iterations(np.array([0.45, 0.45, 1.0]), 0.7) == 2
-    assert erosion_iterations(np.array([0.7, 0.7, 1.0]), 0.0) == 0
-    with pytest.raises(ValueError, match="erosion_mm"):
-        erosion_iterations(np.array([0.7, 0.7, 1.0]), -1.0)
-
-
 def test_analysis_erodes_by_the_ct_pixel_size(tiny_prepared: Path, models, monkeypatch) -> None:
-    import lungmonai.pipeline.analysis as analysis
+    import lungmonai.grouping as grouping
 
     seen = []
-    real = analysis.segmentation_mask
-    monkeypatch.setattr(analysis, "segmentation_mask",
+    real = grouping.segmentation_mask
+    monkeypatch.setattr(grouping, "segmentation_mask",
                         lambda prob, threshold, erosion_iterations: seen.append(erosion_iterations) or real(prob, threshold=threshold, erosion_iterations=erosion_iterations))
     ct = read_ct(sorted(tiny_prepared.glob("subset*/*.mhd"))[0])
     settings = PipelineSettings(max_components=3, flip_tta_top=0)

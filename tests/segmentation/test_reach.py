@@ -129,3 +129,21 @@ def test_without_reach_the_checkpoint_score_falls_back_to_touched_nodules() -> N
     figures = metric.compute()
     assert figures["nodule_recall"] == 0.5 and "nodule_reach" not in figures
     assert figures["score"] == pytest.approx(0.5 * (0.5 + figures["f2"]))
+
+
+def test_series_without_nodules_are_neither_stacked_nor_grouped() -> None:
+    reads: list[str] = []
+
+    class Counting(_Volumes):
+        def read_volume(self, uid: str):
+            reads.append(uid)
+            return super().read_volume(uid)
+
+    prob = np.zeros(SHAPE, np.float32)
+    _ball(prob, (6, 10, 10), 2, 0.9)
+    reach = NoduleReach([_nodule("a", (6, 10, 10))], Counting(), _settings())
+    _feed(reach, "empty", prob)
+    _feed(reach, "a", prob)
+    assert reach.recall() == 1.0 and set(reads) == {"a"}
+    with pytest.raises(ValueError, match="series empty"):
+        reach.update("empty", 0, prob[0])  # order is still checked
