@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from monai.data import DataLoader, Dataset
 from torch import nn
 
 from lungmonai.cache.atomic import atomic_write_csv
@@ -46,32 +45,42 @@ def flip_averaged_logits(
     return torch.stack([network(images.flip(dims) if dims else images).float() for dims in flips]).mean(0)
 
 
+def crop_images(ct: CTVolume, centers_xyz: np.ndarray, transform: Callable) -> torch.Tensor:
+    """(N, C, I, R, C) float32 crops, one per centre; ``transform`` turns ``{"ct", "center_xyz"}``
+    into ``{"image"}``. Cut once per CT and shared by every network that reads the same crop
+    (the nodule classifier, its second look, the malignancy model)."""
+    images = [torch.as_tensor(transform({"ct": ct, "center_xyz": np.asarray(c, dtype=np.float64)})["image"])
+              for c in np.asarray(centers_xyz, dtype=np.float64).reshape(-1, 3)]
+    if not images:
+        return torch.zeros(0)
+    return torch.stack(images).as_subclass(torch.Tensor).float()
+
+
 @torch.no_grad()
 def predict_logits(
-    ct: CTVolume,
-    centers_xyz: np.ndarray,
     network: nn.Module,
-    transform: Callable,
+    images: torch.Tensor,
     device: torch.device | str = "cpu",
     batch_size: int = 64,
     flips: tuple[tuple[int, ...], ...] = NO_FLIP,
     precision: str = "fp32",
 ) -> torch.Tensor:
-    """(N, 2) float32 logits for every centre, averaged over ``flips``; ``transform`` turns
-    ``{"ct", "center_xyz"}`` into ``{"image"}``. ``precision``: as
-    :func:`lungmonai.inference.autocast.autocast_dtype` ("auto" runs bfloat16 where the CPU or
-    GPU does it natively); the logits come back in float32 either way."""
-    items = [{"ct": ct, "center_xyz": np.asarray(c, dtype=np.float64)} for c in np.asarray(centers_xyz).reshape(-1, 3)]
-    if not items:
+    """(N, 2) float32 logits for :func:`crop_images`' crops, averaged over ``flips``.
+
+    ``flips``: :data:`FLIP_DIMS` averages the crop's eight flips. An under-trained classifier
+    scores a vessel seen end-on very differently depending on orientation; on the embedded
+    dataset the pipeline's second look (:data:`lungmonai.pipeline.PipelineSettings.flip_tta_top`)
+    raised CPM by 0.08-0.12. ``precision``: as :func:`lungmonai.inference.autocast.autocast_dtype`
+    ("auto" runs bfloat16 where the CPU or GPU does it natively); the logits come back in
+    float32 either way."""
+    if len(images) == 0:
         return torch.zeros(0, 2)
-    loader = DataLoader(Dataset(items, transform=transform), batch_size=batch_size, num_workers=0,
-                        collate_fn=lambda batch: torch.stack([torch.as_tensor(b["image"]) for b in batch]))
     network.eval()
     out = []
-    for images in loader:
-        images = images.as_subclass(torch.Tensor).to(device)
+    for batch in images.split(batch_size):
+        batch = batch.to(device)
         with autocast_context(precision, device):
-            out.append(flip_averaged_logits(network, images, flips).cpu())
+            out.append(flip_averaged_logits(network, batch, flips).cpu())
     return torch.cat(out)
 
 
@@ -88,27 +97,6 @@ def complete_flip_average(unflipped: torch.Tensor, others: torch.Tensor) -> torc
 def class1_probability(logits: torch.Tensor) -> np.ndarray:
     """P(class 1) from (N, 2) logits."""
     return torch.softmax(logits.float(), dim=1)[:, 1].numpy()
-
-
-def predict_probabilities(
-    ct: CTVolume,
-    centers_xyz: np.ndarray,
-    network: nn.Module,
-    transform: Callable,
-    device: torch.device | str = "cpu",
-    batch_size: int = 64,
-    flip_tta: bool = False,
-    precision: str = "fp32",
-) -> np.ndarray:
-    """P(class 1) for every centre (see :func:`predict_logits`).
-
-    ``flip_tta``: average the logits over the crop's eight flips. An under-trained classifier
-    scores a vessel seen end-on very differently depending on orientation; on the embedded
-    dataset the pipeline's second look (:data:`lungmonai.pipeline.PipelineSettings.flip_tta_top`)
-    raised CPM by 0.08-0.12.
-    """
-    flips = FLIP_DIMS if flip_tta else NO_FLIP
-    return class1_probability(predict_logits(ct, centers_xyz, network, transform, device, batch_size, flips, precision))
 
 
 def score_candidates_file(
@@ -133,7 +121,7 @@ def score_candidates_file(
     out = frame.copy()
     if "seriesuid" not in out.columns:
         out.insert(0, "seriesuid", ct.series_uid)
-    out[column] = predict_probabilities(ct, centers, network, transform, device, batch_size)
+    out[column] = class1_probability(predict_logits(network, crop_images(ct, centers, transform), device, batch_size))
     out = out.rename(columns={"center_x": "coordX", "center_y": "coordY", "center_z": "coordZ"})
     atomic_write_csv(output_csv, out, index=False)
     return out

@@ -28,9 +28,10 @@ class PipelineModels:
     segmenter: nn.Module
     seg_settings: dict
     classifier: nn.Module
-    cls_transform: Callable
+    # One crop for both crop networks: the malignancy bundle's preprocessing is the classifier's
+    # (its inference.json references it), so the pipeline cuts each CT's crops once.
+    crop_transform: Callable
     malignancy: nn.Module | None
-    mal_transform: Callable | None
     device: torch.device
 
 
@@ -74,11 +75,11 @@ def load_models(
     seg_root = bundles / "nodule_seg"
     segmenter, seg_settings = load_segmenter(seg_root, _require(seg_root / "models/model.pt", "nodule_seg"), device)
     _require(bundles / "nodule_cls/models/model.pt", "nodule_cls")
-    classifier, cls_transform = _crop_classifier(bundles / "nodule_cls", device)
-    malignancy, mal_transform = None, None
+    classifier, crop_transform = _crop_classifier(bundles / "nodule_cls", device)
+    malignancy = None
     mal_root = bundles / "nodule_malignancy"
     if with_malignancy and (mal_root / "models/model.pt").is_file():
-        malignancy, mal_transform = _crop_classifier(mal_root, device)
+        malignancy, _ = _crop_classifier(mal_root, device)
     elif with_malignancy:
         logger.warning("%s: no malignancy model; P(malignant) is left empty", mal_root / "models/model.pt")
-    return PipelineModels(segmenter, seg_settings, classifier, cls_transform, malignancy, mal_transform, device)
+    return PipelineModels(segmenter, seg_settings, classifier, crop_transform, malignancy, device)

@@ -11,9 +11,10 @@ from monai.transforms import Compose, ScaleIntensityRanged
 from lungmonai.inference.candidates import (
     FLIP_DIMS,
     UNFLIPPED_AND_OTHERS,
+    class1_probability,
     complete_flip_average,
+    crop_images,
     predict_logits,
-    predict_probabilities,
     read_centers,
     score_candidates_file,
 )
@@ -84,7 +85,8 @@ def test_no_rows_for_this_series_writes_an_empty_table(dataset, tmp_path):
     pd.DataFrame({"seriesuid": ["9.9.9"], "coordX": [1.0], "coordY": [2.0], "coordZ": [3.0]}).to_csv(csv, index=False)
     frame = score_candidates_file(dataset.series[uid], csv, tmp_path / "o.csv", _network(), _transform())
     assert len(frame) == 0 and "p_nodule" in frame.columns
-    assert len(predict_probabilities(read_ct(dataset.series[uid]), np.zeros((0, 3)), _network(), _transform())) == 0
+    no_crops = crop_images(read_ct(dataset.series[uid]), np.zeros((0, 3)), _transform())
+    assert len(class1_probability(predict_logits(_network(), no_crops))) == 0
 
 
 def test_csv_without_coordinates_is_a_clear_error(tmp_path):
@@ -105,10 +107,15 @@ def _first_centres(dataset, n: int):
     return read_ct(dataset.series[uid]), _network().eval(), _transform(), xyz
 
 
+def _probabilities(network, images, **kwargs):
+    return class1_probability(predict_logits(network, images, **kwargs))
+
+
 def test_flip_tta_averages_the_logits_of_the_eight_flips(dataset):
     ct, network, transform, centres = _first_centres(dataset, 4)
-    plain = predict_probabilities(ct, centres, network, transform, batch_size=3)
-    tta = predict_probabilities(ct, centres, network, transform, batch_size=3, flip_tta=True)
+    images = crop_images(ct, centres, transform)
+    plain = _probabilities(network, images, batch_size=3)
+    tta = _probabilities(network, images, batch_size=3, flips=FLIP_DIMS)
     with torch.no_grad():
         crops = torch.stack([torch.as_tensor(transform({"ct": ct, "center_xyz": c})["image"]) for c in centres])
         logits = [network(crops.flip(d) if d else crops) for d in ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))]
@@ -119,18 +126,20 @@ def test_flip_tta_averages_the_logits_of_the_eight_flips(dataset):
 
 def test_bf16_scores_stay_close_to_float32(dataset):
     ct, network, transform, centres = _first_centres(dataset, 4)
-    fp32 = predict_probabilities(ct, centres, network, transform)
-    bf16 = predict_probabilities(ct, centres, network, transform, precision="bf16")
+    images = crop_images(ct, centres, transform)
+    fp32 = _probabilities(network, images)
+    bf16 = _probabilities(network, images, precision="bf16")
     assert bf16.dtype == fp32.dtype and np.abs(bf16 - fp32).max() < 0.02
     assert not np.array_equal(bf16, fp32)  # the network really ran in bfloat16
     with pytest.raises(ValueError, match="precision"):
-        predict_probabilities(ct, centres, network, transform, precision="fp16")
+        _probabilities(network, images, precision="fp16")
 
 
 def test_add_flips_completes_the_unflipped_pass_to_the_eight_flip_average(dataset):
     ct, network, transform, centres = _first_centres(dataset, 3)
-    plain = predict_logits(ct, centres, network, transform)
-    full = predict_logits(ct, centres, network, transform, flips=FLIP_DIMS)
-    others = predict_logits(ct, centres, network, transform, flips=UNFLIPPED_AND_OTHERS[1])
+    images = crop_images(ct, centres, transform)
+    plain = predict_logits(network, images)
+    full = predict_logits(network, images, flips=FLIP_DIMS)
+    others = predict_logits(network, images, flips=UNFLIPPED_AND_OTHERS[1])
     torch.testing.assert_close(complete_flip_average(plain, others), full, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(plain, full, atol=1e-4)

@@ -89,6 +89,24 @@ def test_nodule_threshold_filters_reports_and_malignancy(tiny_prepared: Path, mo
     assert all_kept["p_malignant"].between(0, 1).all()
 
 
+def test_malignancy_scores_the_kept_candidates_own_crops(tiny_prepared: Path, models) -> None:
+    from lungmonai.inference.candidates import class1_probability, crop_images, predict_logits
+    from lungmonai.segmentation import segment_ct
+
+    ct = read_ct(sorted(tiny_prepared.glob("subset*/*.mhd"))[0])
+    threshold = float(np.quantile(segment_ct(ct, models.segmenter), 0.995))  # many specks
+    settings = PipelineSettings(seg_threshold=threshold, erosion_mm=0.0, max_components=6, precision="fp32")
+    middle = float(np.median(analyze_ct(ct, models, settings).candidates["p_nodule"]))
+    some = analyze_ct(ct, models, replace(settings, nodule_threshold=middle)).candidates
+    kept = some["p_nodule"].to_numpy() >= middle
+    assert 0 < kept.sum() < len(some) and some["p_malignant"].isna().to_numpy().tolist() == (~kept).tolist()
+    # each kept row's P(malignant) is the malignancy model on that row's crop
+    xyz = some.loc[kept, ["center_x", "center_y", "center_z"]].to_numpy()
+    expected = class1_probability(predict_logits(models.malignancy, crop_images(ct, xyz, models.crop_transform)))
+    # (an untrained model puts every crop near 0.99997: only a tight tolerance tells crops apart)
+    np.testing.assert_allclose(some.loc[kept, "p_malignant"].to_numpy(), expected, rtol=1e-7, atol=0)
+
+
 def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp_path: Path) -> None:
     settings = PipelineSettings(seg_threshold=0.0, nodule_threshold=0.5, max_components=20)
     with warnings.catch_warnings():
@@ -126,8 +144,7 @@ def test_settings_refuse_an_unknown_precision() -> None:
 
 
 def test_flip_tta_rescores_only_the_top_candidates(tiny_prepared: Path, models) -> None:
-    from lungmonai.inference.candidates import predict_probabilities
-
+    from lungmonai.inference.candidates import FLIP_DIMS, class1_probability, crop_images, predict_logits
     from lungmonai.segmentation import segment_ct
 
     ct = read_ct(sorted(tiny_prepared.glob("subset*/*.mhd"))[0])
@@ -141,7 +158,7 @@ def test_flip_tta_rescores_only_the_top_candidates(tiny_prepared: Path, models) 
     changed = ~np.isclose(plain["p_nodule"], rescored["p_nodule"], atol=1e-6)
     assert set(np.flatnonzero(changed)) <= set(top)
     xyz = plain[["center_x", "center_y", "center_z"]].to_numpy()[top]
-    expected = predict_probabilities(ct, xyz, models.classifier, models.cls_transform, flip_tta=True)
+    expected = class1_probability(predict_logits(models.classifier, crop_images(ct, xyz, models.crop_transform), flips=FLIP_DIMS))
     np.testing.assert_allclose(rescored["p_nodule"].to_numpy()[top], expected, rtol=1e-5)
 
 
