@@ -7,6 +7,7 @@ bundle uses), and any of them can be overridden with a flag.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields, replace
 
 from lungmonai.pipeline.analysis import PipelineSettings
@@ -45,14 +46,24 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(f"--{f.name}", type=type(f.default), default=None)
     args = ap.parse_args(argv)
 
-    from lungmonai.pipeline import analyze, evaluate_split, load_models
+    from lungmonai.io.errors import CTReadError
+    from lungmonai.pipeline import UnreadableCTs, analyze, evaluate_split, load_models
+    from lungmonai.pipeline.run import find_inputs
 
-    settings = _settings(args)
-    models = load_models(device=args.device)
-    if args.command == "analyze":
-        analyze(args.path, args.out, settings, models, write_mask=args.mask)
-    else:
-        evaluate_split(args.dataset_dir, args.part, args.out, settings, models, n_boot=args.n_boot)
+    # Wrong paths, unreadable CTs and missing weights are the user's to fix: one line naming
+    # the file, not a traceback.
+    try:
+        settings = _settings(args)
+        if args.command == "analyze":
+            find_inputs(args.path)  # before the models load, so a wrong path fails at once
+        models = load_models(device=args.device)
+        if args.command == "analyze":
+            analyze(args.path, args.out, settings, models, write_mask=args.mask)
+        else:
+            evaluate_split(args.dataset_dir, args.part, args.out, settings, models, n_boot=args.n_boot)
+    except (FileNotFoundError, CTReadError, UnreadableCTs) as error:
+        print(f"lungmonai: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from lungmonai.io import read_ct
+from lungmonai.io.errors import CTReadError
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
 from lungmonai.pipeline.models import PipelineModels, load_models
 from lungmonai.pipeline.report import summary_line, write_reports
@@ -30,6 +32,19 @@ def find_inputs(path: str | Path) -> list[Path]:
     raise FileNotFoundError(f"{path}: holds no .mhd, NIfTI or DICOM files")
 
 
+class UnreadableCTs(RuntimeError):
+    """Some CTs of a folder could not be read; the others were analysed and their reports written."""
+
+    def __init__(self, errors: list[CTReadError], reports: list[dict[str, Any]], out_dir: Path) -> None:
+        self.errors = errors
+        self.reports = reports
+        total = len(errors) + len(reports)
+        super().__init__(
+            f"{len(errors)} of {total} CTs could not be read (reports of the others are in {out_dir}); "
+            f"first: {errors[0]}"
+        )
+
+
 def analyze(
     path: str | Path,
     out_dir: str | Path = "output",
@@ -38,15 +53,30 @@ def analyze(
     pictures: bool = True,
     write_mask: bool = False,
 ) -> list[dict[str, Any]]:
-    """Analyse every CT under ``path``; write the reports into ``out_dir``; print one line per CT."""
+    """Analyse every CT under ``path``; write the reports into ``out_dir``; print one line per CT.
+
+    In a folder, one unreadable CT must not cost the analysis of the others: it is skipped with
+    a line on stderr, and :class:`UnreadableCTs` is raised once the rest are done. A single CT
+    that cannot be read raises its :class:`~lungmonai.io.errors.CTReadError` at once.
+    """
+    sources = find_inputs(path)  # before the models load, so a wrong path fails at once
     models = models or load_models()
-    reports = []
-    for source in find_inputs(path):
+    reports, errors = [], []
+    for source in sources:
         start = time.perf_counter()
-        ct = read_ct(source)
+        try:
+            ct = read_ct(source)
+        except CTReadError as error:
+            if len(sources) == 1:
+                raise
+            print(f"skipped {error}", file=sys.stderr, flush=True)
+            errors.append(error)
+            continue
         analysis = analyze_ct(ct, models, settings)
         analysis.seconds["read"] = time.perf_counter() - start - sum(analysis.seconds.values())
         report = write_reports(analysis, out_dir, settings, pictures=pictures, write_mask=write_mask)
         print(summary_line(report), flush=True)
         reports.append(report)
+    if errors:
+        raise UnreadableCTs(errors, reports, Path(out_dir))
     return reports

@@ -124,16 +124,50 @@ def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp
     assert (tmp_path / "froc.png").stat().st_size > 0 and (tmp_path / "detections.csv").is_file()
 
 
-def test_cli_flags_override_the_bundle_settings(monkeypatch) -> None:
+def test_cli_flags_override_the_bundle_settings(monkeypatch, tmp_path: Path) -> None:
     import lungmonai.cli as cli
 
     seen = {}
+    ct = tmp_path / "ct.mhd"
+    ct.write_text("")
     monkeypatch.setattr("lungmonai.pipeline.load_models", lambda device=None: None)
     monkeypatch.setattr("lungmonai.pipeline.analyze", lambda path, out, settings, models, write_mask: seen.update(s=settings))
-    cli.main(["analyze", "ct.mhd", "--flip_tta_top", "0", "--max_components", "7"])
+    assert cli.main(["analyze", str(ct), "--flip_tta_top", "0", "--max_components", "7"]) == 0
     assert seen["s"].flip_tta_top == 0 and seen["s"].max_components == 7
-    cli.main(["analyze", "ct.mhd"])
+    cli.main(["analyze", str(ct)])
     assert seen["s"].flip_tta_top == 32  # the bundle's inference.json default
+
+
+def test_cli_names_a_wrong_path_without_loading_models(monkeypatch, tmp_path: Path, capsys) -> None:
+    import lungmonai.cli as cli
+
+    def no_models(device=None):
+        raise AssertionError("models loaded before the input was checked")
+
+    monkeypatch.setattr("lungmonai.pipeline.load_models", no_models)
+    missing = tmp_path / "nowhere.mhd"
+    assert cli.main(["analyze", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lungmonai: error: ") and str(missing) in err and "Traceback" not in err
+
+
+def test_unreadable_ct_in_a_folder_is_skipped_and_reported(tiny_prepared: Path, models, tmp_path: Path, capsys) -> None:
+    from lungmonai.pipeline import UnreadableCTs
+
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    good = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    shutil.copy(good, folder / good.name)
+    shutil.copy(good.with_suffix(".raw"), folder / good.with_suffix(".raw").name)
+    bad = folder / "broken.mhd"
+    bad.write_text("ObjectType = Image\nNDims = 3\nDimSize = 8 8\nElementType = MET_SHORT\nElementDataFile = broken.raw\n")
+    out = tmp_path / "out"
+    with pytest.raises(UnreadableCTs, match="1 of 2 CTs") as caught:
+        analyze(folder, out, PipelineSettings(max_components=3), models, pictures=False)
+    assert str(bad) in str(caught.value) and "DimSize" in str(caught.value)
+    assert [r["series_uid"] for r in caught.value.reports] == [good.stem]
+    assert (out / f"{good.stem}_report.json").is_file()  # the readable CT's analysis is kept
+    assert f"skipped {bad}" in capsys.readouterr().err
 
 
 def test_settings_refuse_an_unknown_precision() -> None:
