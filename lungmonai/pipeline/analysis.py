@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,8 +81,12 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    mask, groups = mask_and_group(prob, ct.hu, ct.geometry, threshold=settings.seg_threshold,
-                                  erosion_mm=settings.erosion_mm, max_components=settings.max_components)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mask, groups = mask_and_group(prob, ct.hu, ct.geometry, threshold=settings.seg_threshold,
+                                      erosion_mm=settings.erosion_mm, max_components=settings.max_components)
+    for warning in caught:  # in a folder of CTs, a warning is only useful if it names its CT
+        warnings.warn(f"{ct.source}: {warning.message}", warning.category, stacklevel=2)
     seconds["group"] = time.perf_counter() - start
 
     start = time.perf_counter()
