@@ -312,7 +312,9 @@ def group_segmentation(
     shape (a clipped cache volume is fine). ``mask``: a precomputed binary mask (e.g. from
     :func:`segmentation_mask`), used as is (no threshold, no erosion); ``prob`` then only
     supplies ``p_seg_*`` and may be None (those columns are NaN). ``max_components=None``
-    keeps every component. Returns a frame with :data:`GROUP_COLUMNS`, best first, index 0..n-1.
+    keeps every component. Returns a frame with :data:`GROUP_COLUMNS`, best first, index 0..n-1;
+    ``frame.attrs["components_found"]`` is the count before the cap, so callers can tell
+    whether it bit without parsing the warning.
     """
     hu = np.asarray(hu)
     ref_shape = np.shape(mask) if mask is not None else np.shape(prob)
@@ -326,7 +328,9 @@ def group_segmentation(
         raise ValueError("give prob, mask or both")
     flat, lab, n, shape = _components(prob, mask, threshold, erosion_iterations, connectivity, method)
     if n == 0:
-        return empty_group_frame()
+        frame = empty_group_frame()
+        frame.attrs["components_found"] = 0
+        return frame
 
     coords = np.stack(np.unravel_index(flat, shape), axis=1).astype(np.float64)  # (F, 3) irc
     weight = np.clip(hu.ravel()[flat].astype(np.float64), *HU_CLIP) + HU_WEIGHT_OFFSET
@@ -391,6 +395,7 @@ def group_segmentation(
             stacklevel=2,
         )
         frame = frame.iloc[:max_components].reset_index(drop=True)
+    frame.attrs["components_found"] = int(n)
     return frame
 
 

@@ -97,12 +97,14 @@ def test_cap_keeps_the_best_components_and_warns():
     prob[2:7, 2:7, 4] = 0.99  # a hot plane through the first (p 0.6) block: its interior survives erosion
     with pytest.warns(RuntimeWarning, match=r"dropped 3"):
         frame = group_segmentation(prob, flat_hu(shape), UNIT, max_components=2)
-    assert len(frame) == 2
+    assert len(frame) == 2 and frame.attrs["components_found"] == 5  # what the cap cut stays known
     assert frame["p_seg_max"].tolist() == pytest.approx([0.99, 0.95])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         full = group_segmentation(prob, flat_hu(shape), UNIT, max_components=None)
     assert full["p_seg_max"].tolist() == pytest.approx([0.99, 0.95, 0.9, 0.8, 0.7])
+    assert full.attrs["components_found"] == 5
+    assert group_segmentation(np.zeros(shape, np.float32), flat_hu(shape), UNIT).attrs["components_found"] == 0
 
 
 def test_ties_on_p_max_are_broken_by_size():

@@ -63,6 +63,8 @@ class Analysis:
     mask: np.ndarray
     labels: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    # Components the grouping found before the cap (``max_components``) kept the best.
+    components_found: int = 0
 
     def nodules(self, settings: PipelineSettings) -> pd.DataFrame:
         """Candidates the classifier calls nodules."""
@@ -107,4 +109,5 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
         groups.loc[kept, "p_malignant"] = class1_probability(predict_logits(models.malignancy, images[torch.from_numpy(kept)], **run))
     seconds["malignancy"] = time.perf_counter() - start
     groups.insert(0, "series_uid", ct.series_uid)
-    return Analysis(ct=ct, candidates=groups.reset_index(drop=True), mask=mask, seconds=seconds)
+    found = int(groups.attrs.get("components_found", len(groups)))
+    return Analysis(ct=ct, candidates=groups.reset_index(drop=True), mask=mask, seconds=seconds, components_found=found)

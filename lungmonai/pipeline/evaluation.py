@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,15 @@ def _truth(dataset_dir: Path) -> pd.DataFrame:
     return annotations.assign(mal_bool=False)
 
 
+def _cap_line(found: dict[str, int], cap: int) -> str:
+    """One line for the CTs whose components outnumbered the cap (empty when none did)."""
+    capped = [n for n in found.values() if n > cap]
+    if not capped:
+        return ""
+    return (f"component cap {cap} reached in {len(capped)} of {len(found)} CTs "
+            f"({min(capped)}-{max(capped)} components found; the best {cap} by segmentation score were classified)\n")
+
+
 def evaluate_split(
     dataset_dir: str | Path,
     part: str = "test",
@@ -58,10 +68,13 @@ def evaluate_split(
     excluded_path = dataset / "annotations_excluded.csv"
     excluded = pd.read_csv(excluded_path, dtype={"seriesuid": str}) if excluded_path.is_file() else None
 
-    detections, per_ct, seconds = [], {}, []
+    detections, per_ct, seconds, found = [], {}, [], {}
     for uid in progress(series, desc=f"analysing {part} series", unit="CT"):
-        analysis = analyze_ct(read_ct(paths[uid]), models, settings)
+        with warnings.catch_warnings():  # the cap is summed up once below, not warned per CT
+            warnings.filterwarnings("ignore", message=".*group_segmentation: ", category=RuntimeWarning)
+            analysis = analyze_ct(read_ct(paths[uid]), models, settings)
         seconds.append(sum(analysis.seconds.values()))
+        found[uid] = analysis.components_found
         if reports:
             write_reports(analysis, out / "reports", settings)
         c = analysis.candidates
@@ -97,12 +110,13 @@ def evaluate_split(
         "confusion_summary": confusion_summary(total),
         "malignant_recall": float(malignant_row[3] / malignant_row.sum()) if malignant_row.sum() else None,
         "confusion_per_ct": {uid: confusion_to_dict(m) for uid, m in per_ct.items()},
+        "components_found_per_ct": found,
     }
     atomic_write_json(out / "metrics.json", metrics)
     text = format_confusion(total, title=f"{part}: {len(series)} CTs") + (
         f"\nCPM {froc['cpm']:.3f} (95% CI {froc['cpm_ci'][0]:.3f}-{froc['cpm_ci'][1]:.3f}); "
         f"sensitivity at 1/8..8 FPs/scan: {', '.join(f'{s:.2f}' for s in froc['sensitivities'])}\n"
-    )
+    ) + _cap_line(found, settings.max_components)
     atomic_write_text(out / "summary.txt", text)
     print(text, flush=True)
     return metrics

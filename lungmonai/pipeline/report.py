@@ -91,6 +91,7 @@ def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSet
         "source": str(analysis.ct.source),
         "settings": settings.__dict__,
         "candidates": int(len(analysis.candidates)),
+        "components_found": analysis.components_found,
         "nodules": records,
         "seconds": {k: round(v, 2) for k, v in analysis.seconds.items()},
     }

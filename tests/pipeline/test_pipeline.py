@@ -65,6 +65,7 @@ def test_analyze_writes_every_report(tiny_prepared: Path, models, tmp_path: Path
     (report,) = reports
     uid = ct_path.stem
     assert report["series_uid"] == uid and report["candidates"] <= 5
+    assert report["components_found"] >= report["candidates"]
     submission = pd.read_csv(tmp_path / f"{uid}_submission.csv")
     assert list(submission.columns) == ["seriesuid", "coordX", "coordY", "coordZ", "probability"]
     assert len(submission) == report["candidates"] and submission["probability"].between(0, 1).all()
@@ -110,9 +111,13 @@ def test_malignancy_scores_the_kept_candidates_own_crops(tiny_prepared: Path, mo
 
 
 def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp_path: Path) -> None:
-    settings = PipelineSettings(seg_threshold=0.0, nodule_threshold=0.5, max_components=20)
+    from lungmonai.segmentation import segment_ct
+
+    first = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    threshold = float(np.quantile(segment_ct(read_ct(first), models.segmenter), 0.995))  # many specks
+    settings = PipelineSettings(seg_threshold=threshold, erosion_mm=0.0, nodule_threshold=0.5, max_components=2)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the component cap may bite
+        warnings.simplefilter("error", RuntimeWarning)  # the cap is summed up, not warned per CT
         metrics = evaluate_split(tiny_prepared, "test", tmp_path, settings, models, n_boot=50, reports=False)
     test_series = load_split(tiny_prepared / "prepared/split.json").series_in("test")
     truth = pd.read_csv(tiny_prepared / "annotations_with_malignancy.csv")
@@ -124,6 +129,12 @@ def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp
     assert sum(sum(r) for r in rows[1:]) == n_nodules  # benign + malignant rows
     assert 0.0 <= metrics["cpm"] <= 1.0
     assert (tmp_path / "froc.png").stat().st_size > 0 and (tmp_path / "detections.csv").is_file()
+    found = metrics["components_found_per_ct"]
+    assert set(found) == set(test_series)
+    capped = [n for n in found.values() if n > 2]
+    summary = (tmp_path / "summary.txt").read_text()
+    assert capped, "the test needs a CT where the cap bites"
+    assert f"component cap 2 reached in {len(capped)} of {len(test_series)} CTs" in summary
 
 
 def test_cli_flags_override_the_bundle_settings(monkeypatch, tmp_path: Path) -> None:
