@@ -80,6 +80,11 @@ GROUP_COLUMNS: tuple[str, ...] = (
 :func:`label_segmentation`'s volume; ``bbox_*0`` are inclusive and ``bbox_*1`` exclusive voxel
 bounds (slice convention), in (index, row, col) order."""
 
+class ComponentCapWarning(RuntimeWarning):
+    """``max_components`` dropped components. Its own category, so a caller that reports the
+    cap itself (the evaluation's summary, the segmentation's reach) silences exactly this."""
+
+
 _INT_COLUMNS = ("label", "voxels", "bbox_i0", "bbox_r0", "bbox_c0", "bbox_i1", "bbox_r1", "bbox_c1")
 
 
@@ -305,6 +310,7 @@ def group_segmentation(
     max_components: int | None = 300,
     mask: np.ndarray | None = None,
     method: str = "auto",
+    source: str | None = None,
 ) -> pd.DataFrame:
     """Candidate table from a segmentation-probability volume (see the module docstring).
 
@@ -314,7 +320,8 @@ def group_segmentation(
     supplies ``p_seg_*`` and may be None (those columns are NaN). ``max_components=None``
     keeps every component. Returns a frame with :data:`GROUP_COLUMNS`, best first, index 0..n-1;
     ``frame.attrs["components_found"]`` is the count before the cap, so callers can tell
-    whether it bit without parsing the warning.
+    whether it bit without parsing the warning. ``source`` (e.g. the CT's path) starts the
+    :class:`ComponentCapWarning`'s message: over a folder of CTs a bare count names nothing.
     """
     hu = np.asarray(hu)
     ref_shape = np.shape(mask) if mask is not None else np.shape(prob)
@@ -389,9 +396,9 @@ def group_segmentation(
     frame = frame.iloc[rank].reset_index(drop=True)
     if max_components is not None and n > max_components:
         warnings.warn(
-            f"group_segmentation: {n} components, kept the {max_components} with the highest "
-            f"segmentation score (p_seg_max, then voxels) and dropped {n - max_components}",
-            RuntimeWarning,
+            f"{source + ': ' if source else ''}group_segmentation: {n} components, kept the {max_components} "
+            f"with the highest segmentation score (p_seg_max, then voxels) and dropped {n - max_components}",
+            ComponentCapWarning,
             stacklevel=2,
         )
         frame = frame.iloc[:max_components].reset_index(drop=True)
@@ -419,6 +426,7 @@ def mask_and_group(
     threshold: float = 0.5,
     erosion_mm: float = 0.7,
     max_components: int | None = 300,
+    source: str | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """One CT's candidates as the pipeline makes them: the mask (``prob > threshold``, eroded by
     about ``erosion_mm``) and its components ranked and capped (:func:`group_segmentation`).
@@ -428,4 +436,4 @@ def mask_and_group(
     """
     iterations = erosion_iterations(geometry.spacing_xyz, erosion_mm)
     mask = segmentation_mask(prob, threshold=threshold, erosion_iterations=iterations)
-    return mask, group_segmentation(prob, hu, geometry, mask=mask, max_components=max_components)
+    return mask, group_segmentation(prob, hu, geometry, mask=mask, max_components=max_components, source=source)

@@ -12,6 +12,7 @@ from scipy import ndimage
 from lungmonai.geometry import irc_to_xyz
 from lungmonai.grouping import (
     GROUP_COLUMNS,
+    ComponentCapWarning,
     erosion_iterations,
     group_segmentation,
     label_segmentation,
@@ -98,6 +99,8 @@ def test_cap_keeps_the_best_components_and_warns():
     with pytest.warns(RuntimeWarning, match=r"dropped 3"):
         frame = group_segmentation(prob, flat_hu(shape), UNIT, max_components=2)
     assert len(frame) == 2 and frame.attrs["components_found"] == 5  # what the cap cut stays known
+    with pytest.warns(ComponentCapWarning, match=r"^scan\.mhd: group_segmentation: 5 components, kept the 2 "):
+        group_segmentation(prob, flat_hu(shape), UNIT, max_components=2, source="scan.mhd")  # names its CT
     assert frame["p_seg_max"].tolist() == pytest.approx([0.99, 0.95])
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,12 +82,8 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        mask, groups = mask_and_group(prob, ct.hu, ct.geometry, threshold=settings.seg_threshold,
-                                      erosion_mm=settings.erosion_mm, max_components=settings.max_components)
-    for warning in caught:  # in a folder of CTs, a warning is only useful if it names its CT
-        warnings.warn(f"{ct.source}: {warning.message}", warning.category, stacklevel=2)
+    mask, groups = mask_and_group(prob, ct.hu, ct.geometry, threshold=settings.seg_threshold, erosion_mm=settings.erosion_mm,
+                                  max_components=settings.max_components, source=str(ct.source))
     seconds["group"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -109,5 +104,5 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
         groups.loc[kept, "p_malignant"] = class1_probability(predict_logits(models.malignancy, images[torch.from_numpy(kept)], **run))
     seconds["malignancy"] = time.perf_counter() - start
     groups.insert(0, "series_uid", ct.series_uid)
-    found = int(groups.attrs.get("components_found", len(groups)))
-    return Analysis(ct=ct, candidates=groups.reset_index(drop=True), mask=mask, seconds=seconds, components_found=found)
+    return Analysis(ct=ct, candidates=groups.reset_index(drop=True), mask=mask, seconds=seconds,
+                    components_found=groups.attrs["components_found"])

@@ -11,6 +11,7 @@ import pandas as pd
 
 from lungmonai.cache.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
 from lungmonai.data.candidates import assert_no_leak, require_prepared
+from lungmonai.grouping import ComponentCapWarning
 from lungmonai.io import find_series, read_ct
 from lungmonai.lidc.join import read_annotations_with_malignancy
 from lungmonai.metrics.confusion import confusion_for_ct, confusion_summary, confusion_to_dict, format_confusion, sum_confusion
@@ -71,7 +72,7 @@ def evaluate_split(
     detections, per_ct, seconds, found = [], {}, [], {}
     for uid in progress(series, desc=f"analysing {part} series", unit="CT"):
         with warnings.catch_warnings():  # the cap is summed up once below, not warned per CT
-            warnings.filterwarnings("ignore", message=".*group_segmentation: ", category=RuntimeWarning)
+            warnings.simplefilter("ignore", ComponentCapWarning)
             analysis = analyze_ct(read_ct(paths[uid]), models, settings)
         seconds.append(sum(analysis.seconds.values()))
         found[uid] = analysis.components_found

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lungmonai.cache.crops import CropCache
-from lungmonai.grouping import mask_and_group
+from lungmonai.grouping import ComponentCapWarning, mask_and_group
 
 
 class NoduleReach:
@@ -79,7 +79,7 @@ class NoduleReach:
             return
         hu, geometry = self.volumes.read_volume(uid)
         with warnings.catch_warnings():  # the cap biting is what reach measures, not news
-            warnings.filterwarnings("ignore", message="group_segmentation:", category=RuntimeWarning)
+            warnings.simplefilter("ignore", ComponentCapWarning)
             _, found = mask_and_group(prob.astype(np.float32), np.asarray(hu), geometry, threshold=self.threshold,
                                       erosion_mm=self.erosion_mm, max_components=self.max_components)
         centres = found[["center_x", "center_y", "center_z"]].to_numpy(dtype=np.float64).reshape(-1, 3)
