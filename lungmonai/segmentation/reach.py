@@ -51,6 +51,7 @@ class NoduleReach:
         self._done: set[str] = set()
         self._uid: str | None = None
         self._prob: np.ndarray | None = None
+        self._volume: tuple[np.ndarray, Any] | None = None  # the series' HU memmap and geometry
 
     def update(self, series_uid: str, slice_index: int, prob: np.ndarray) -> None:
         """One slice's probabilities (rows, cols; padding beyond the volume is cut off)."""
@@ -64,20 +65,21 @@ class NoduleReach:
                 )
             self._uid = uid
             if uid in self._by_series:
-                self._prob = np.zeros(self.volumes.read_volume(uid)[0].shape, dtype=np.float16)
+                self._volume = self.volumes.read_volume(uid)
+                self._prob = np.zeros(self._volume[0].shape, dtype=np.float16)
         if self._prob is not None:
             rows, cols = self._prob.shape[1:]
             self._prob[int(slice_index)] = np.asarray(prob)[:rows, :cols]
 
     def _finish_series(self) -> None:
-        uid, prob = self._uid, self._prob
-        self._uid, self._prob = None, None
+        uid, prob, volume = self._uid, self._prob, self._volume
+        self._uid, self._prob, self._volume = None, None, None
         if uid is None:
             return
         self._done.add(uid)
-        if prob is None:
+        if prob is None or volume is None:
             return
-        hu, geometry = self.volumes.read_volume(uid)
+        hu, geometry = volume
         with warnings.catch_warnings():  # the cap biting is what reach measures, not news
             warnings.simplefilter("ignore", ComponentCapWarning)
             _, found = mask_and_group(prob.astype(np.float32), np.asarray(hu), geometry, threshold=self.threshold,
