@@ -55,6 +55,8 @@ class SegmentationMetrics(Metric):
     ) -> None:
         if reach is not None and idist.get_world_size() > 1:
             raise ValueError("nodule reach needs each series' slices in one process; set reach to null in distributed runs")
+        if reach is not None and list(reach.nodules) != list(nodules or []):
+            raise ValueError("reach must score the same nodules as the metric (the report lists each nodule once)")
         self.prefix = prefix
         self.reach = reach
         self.threshold = float(threshold)
@@ -123,8 +125,8 @@ class SegmentationMetrics(Metric):
         engine.state.metrics[name] = figures[self.key]
         outputs = getattr(engine.state, "segmentation_outputs", None) or {}
         nodules = self.touches.details() if self.touches is not None else []
-        if self.reach is not None and len(nodules) == len(self.reach.reached):
-            for nodule, reached in zip(nodules, self.reach.reached):
+        if self.reach is not None:
+            for nodule, reached in zip(nodules, self.reach.reached, strict=True):
                 nodule["reached"] = bool(reached)
         outputs[self.prefix] = {"threshold": self.threshold, "nodules": nodules}
         engine.state.segmentation_outputs = outputs

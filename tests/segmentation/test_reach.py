@@ -145,5 +145,15 @@ def test_series_without_nodules_are_neither_stacked_nor_grouped() -> None:
     _feed(reach, "empty", prob)
     _feed(reach, "a", prob)
     assert reach.recall() == 1.0 and set(reads) == {"a"}
+    assert reads == ["a"]  # one read per series with nodules: the stack's shape and the grouping share it
     with pytest.raises(ValueError, match="series empty"):
         reach.update("empty", 0, prob[0])  # order is still checked
+
+
+def test_reach_must_score_the_metric_s_own_nodules() -> None:
+    nodules = [dict(_nodule("a", (6, 10, 10)), center_irc=[6, 10, 10], spacing_irc=[2.0, 1.0, 1.0])]
+    other = [dict(_nodule("a", (6, 30, 30)), center_irc=[6, 30, 30], spacing_irc=[2.0, 1.0, 1.0])]
+    with pytest.raises(ValueError, match="same nodules"):
+        SegmentationMetrics("val", nodules=nodules, reach=NoduleReach(other, _Volumes(), _settings()))
+    with pytest.raises(ValueError, match="same nodules"):
+        SegmentationMetrics("val", reach=NoduleReach(nodules, _Volumes(), _settings()))
