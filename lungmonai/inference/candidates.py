@@ -35,7 +35,11 @@ FLIP_DIMS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,), (2, 3), (2, 4), 
 trained to ignore (``RandFlipd`` on every axis), so averaging over them only removes noise."""
 
 
-NO_FLIP: tuple[tuple[int, ...], ...] = ((),)
+NO_FLIP = FLIP_DIMS[:1]
+"""The crop as is: one forward pass."""
+
+OTHER_FLIPS = FLIP_DIMS[1:]
+"""The seven flips a second look adds to an unflipped pass (see :func:`complete_flip_average`)."""
 
 
 def flip_averaged_logits(
@@ -84,14 +88,10 @@ def predict_logits(
     return torch.cat(out)
 
 
-UNFLIPPED_AND_OTHERS = (FLIP_DIMS[:1], FLIP_DIMS[1:])
-""":data:`FLIP_DIMS` split into the crop as is and the seven flips a second look adds."""
-
-
 def complete_flip_average(unflipped: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     """The :data:`FLIP_DIMS` average from logits already computed on the unflipped crops and the
     average over the seven other flips, so a second look costs 7 passes, not 8."""
-    return (unflipped + others * (len(FLIP_DIMS) - 1)) / len(FLIP_DIMS)
+    return (unflipped + others * len(OTHER_FLIPS)) / len(FLIP_DIMS)
 
 
 def class1_probability(logits: torch.Tensor) -> np.ndarray:

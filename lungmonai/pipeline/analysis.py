@@ -12,7 +12,7 @@ import torch
 from lungmonai.grouping import mask_and_group
 from lungmonai.inference.autocast import check_precision
 from lungmonai.inference.candidates import (
-    UNFLIPPED_AND_OTHERS,
+    OTHER_FLIPS,
     class1_probability,
     complete_flip_average,
     crop_images,
@@ -92,7 +92,7 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     logits = predict_logits(models.classifier, images, **run)
     top = np.argsort(-class1_probability(logits), kind="stable")[: settings.flip_tta_top]
     if len(top):
-        others = predict_logits(models.classifier, images[torch.from_numpy(top)], flips=UNFLIPPED_AND_OTHERS[1], **run)
+        others = predict_logits(models.classifier, images[torch.from_numpy(top)], flips=OTHER_FLIPS, **run)
         logits[top] = complete_flip_average(logits[top], others)
     groups["p_nodule"] = class1_probability(logits)
     seconds["classify"] = time.perf_counter() - start

@@ -10,7 +10,7 @@ from monai.transforms import Compose, ScaleIntensityRanged
 
 from lungmonai.inference.candidates import (
     FLIP_DIMS,
-    UNFLIPPED_AND_OTHERS,
+    OTHER_FLIPS,
     class1_probability,
     complete_flip_average,
     crop_images,
@@ -140,6 +140,6 @@ def test_add_flips_completes_the_unflipped_pass_to_the_eight_flip_average(datase
     images = crop_images(ct, centres, transform)
     plain = predict_logits(network, images)
     full = predict_logits(network, images, flips=FLIP_DIMS)
-    others = predict_logits(network, images, flips=UNFLIPPED_AND_OTHERS[1])
+    others = predict_logits(network, images, flips=OTHER_FLIPS)
     torch.testing.assert_close(complete_flip_average(plain, others), full, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(plain, full, atol=1e-4)
