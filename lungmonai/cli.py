@@ -48,18 +48,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from lungmonai.io.errors import CTReadError
     from lungmonai.pipeline import UnreadableCTs, analyze, evaluate_split, load_models
-    from lungmonai.pipeline.run import find_inputs
 
     # Wrong paths, unreadable CTs and missing weights are the user's to fix: one line naming
     # the file, not a traceback.
     try:
         settings = _settings(args)
-        if args.command == "analyze":
-            find_inputs(args.path)  # before the models load, so a wrong path fails at once
-        models = load_models(device=args.device)
-        if args.command == "analyze":
-            analyze(args.path, args.out, settings, models, write_mask=args.mask)
+        if args.command == "analyze":  # finds the inputs before it loads the models
+            analyze(args.path, args.out, settings, write_mask=args.mask, device=args.device)
         else:
+            models = load_models(device=args.device)
             evaluate_split(args.dataset_dir, args.part, args.out, settings, models, n_boot=args.n_boot)
     except (FileNotFoundError, CTReadError, UnreadableCTs) as error:
         print(f"lungmonai: error: {error}", file=sys.stderr)

@@ -52,15 +52,18 @@ def analyze(
     models: PipelineModels | None = None,
     pictures: bool = True,
     write_mask: bool = False,
+    device: str | None = None,
 ) -> list[dict[str, Any]]:
     """Analyse every CT under ``path``; write the reports into ``out_dir``; print one line per CT.
 
     In a folder, one unreadable CT must not cost the analysis of the others: it is skipped with
     a line on stderr, and :class:`UnreadableCTs` is raised once the rest are done. A single CT
     that cannot be read raises its :class:`~lungmonai.io.errors.CTReadError` at once.
+    Without ``models`` they are loaded (on ``device``) once the inputs are found, so a wrong
+    path fails before the networks load.
     """
-    sources = find_inputs(path)  # before the models load, so a wrong path fails at once
-    models = models or load_models()
+    sources = find_inputs(path)
+    models = models or load_models(device=device)
     reports, errors = [], []
     for source in sources:
         start = time.perf_counter()

@@ -143,10 +143,11 @@ def test_cli_flags_override_the_bundle_settings(monkeypatch, tmp_path: Path) -> 
     seen = {}
     ct = tmp_path / "ct.mhd"
     ct.write_text("")
-    monkeypatch.setattr("lungmonai.pipeline.load_models", lambda device=None: None)
-    monkeypatch.setattr("lungmonai.pipeline.analyze", lambda path, out, settings, models, write_mask: seen.update(s=settings))
-    assert cli.main(["analyze", str(ct), "--flip_tta_top", "0", "--max_components", "7"]) == 0
+    monkeypatch.setattr("lungmonai.pipeline.analyze",
+                        lambda path, out, settings, write_mask, device: seen.update(s=settings, device=device))
+    assert cli.main(["analyze", str(ct), "--flip_tta_top", "0", "--max_components", "7", "--device", "cpu"]) == 0
     assert seen["s"].flip_tta_top == 0 and seen["s"].max_components == 7
+    assert seen["device"] == "cpu"
     cli.main(["analyze", str(ct)])
     assert seen["s"].flip_tta_top == 32  # the bundle's inference.json default
 
@@ -158,6 +159,7 @@ def test_cli_names_a_wrong_path_without_loading_models(monkeypatch, tmp_path: Pa
         raise AssertionError("models loaded before the input was checked")
 
     monkeypatch.setattr("lungmonai.pipeline.load_models", no_models)
+    monkeypatch.setattr("lungmonai.pipeline.run.load_models", no_models)  # what analyze itself calls
     missing = tmp_path / "nowhere.mhd"
     assert cli.main(["analyze", str(missing)]) == 1
     err = capsys.readouterr().err
