@@ -8,8 +8,10 @@ training step on random tensors of the same shape, plus validation samples/s.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -35,8 +37,29 @@ def training_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, lo
     optimizer.step()
 
 
-def _rate(times: list[float], batch_size: int) -> float:
-    return batch_size / statistics.median(times)
+def timed_steps(network, optimizer, loss_fn, inferer, batches: Iterator, steps: int) -> tuple[list[float], list[float]]:
+    """Per-step wall time (fetch + step) over ``steps`` (images, labels) pairs from ``batches``,
+    after three warm-up steps (allocator, oneDNN kernels, worker start-up), and the part of each
+    spent waiting for the batch."""
+    for _ in range(3):
+        training_step(network, optimizer, loss_fn, inferer, *next(batches))
+    total, waits = [], []
+    for _ in range(steps):
+        start = time.perf_counter()
+        images, labels = next(batches)
+        waited = time.perf_counter() - start
+        training_step(network, optimizer, loss_fn, inferer, images, labels)
+        total.append(time.perf_counter() - start)
+        waits.append(waited)
+    return total, waits
+
+
+def print_ratio(alone: list[float], full: list[float], waits: list[float], batch_size: int) -> None:
+    """The model alone against the full data path: samples/s from median steps, and their ratio."""
+    alone_rate, full_rate = batch_size / statistics.median(alone), batch_size / statistics.median(full)
+    print(f"model alone (random tensors):   {alone_rate:8.1f} samples/s (median step {statistics.median(alone)*1e3:.0f} ms)")
+    print(f"full data path (bundle loader): {full_rate:8.1f} samples/s (median wait for a batch {statistics.median(waits)*1e3:.1f} ms)")
+    print(f"ratio full / alone:             {full_rate / alone_rate:8.3f}")
 
 
 def main() -> None:
@@ -55,45 +78,24 @@ def main() -> None:
     )
     network.train()
 
-    images = torch.randn(args.batch_size, 1, 32, 48, 48)
-    labels = torch.randint(0, 2, (args.batch_size,))
-    for _ in range(3):
-        training_step(network, optimizer, loss_fn, inferer, images, labels)
-    alone = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        training_step(network, optimizer, loss_fn, inferer, images, labels)
-        alone.append(time.perf_counter() - start)
+    random = itertools.repeat((torch.randn(args.batch_size, 1, 32, 48, 48), torch.randint(0, 2, (args.batch_size,))))
+    alone, _ = timed_steps(network, optimizer, loss_fn, inferer, random, args.steps)
+    loader = ((b["image"], b["label"]) for b in parser.get_parsed_content("train#dataloader"))
+    full, waits = timed_steps(network, optimizer, loss_fn, inferer, loader, args.steps)
 
-    loader = iter(parser.get_parsed_content("train#dataloader"))
-    for _ in range(3):
-        batch = next(loader)
-        training_step(network, optimizer, loss_fn, inferer, batch["image"], batch["label"])
-    full, waits = [], []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        batch = next(loader)
-        waited = time.perf_counter() - start
-        training_step(network, optimizer, loss_fn, inferer, batch["image"], batch["label"])
-        full.append(time.perf_counter() - start)
-        waits.append(waited)
-
-    val_loader = parser.get_parsed_content("validate#dataloader")
+    val_inferer = parser.get_parsed_content("validate#inferer")  # the evaluator's, autocast included
     network.eval()
     count, start = 0, time.perf_counter()
     with torch.no_grad():
-        for batch in val_loader:
-            network(batch["image"])
+        for batch in parser.get_parsed_content("validate#dataloader"):
+            val_inferer(batch["image"], network)
             count += len(batch["image"])
     val_rate = count / (time.perf_counter() - start)
 
-    alone_rate, full_rate = _rate(alone, args.batch_size), _rate(full, args.batch_size)
     dtype = autocast_dtype(args.precision, "cpu")
     print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, num_workers {args.num_workers}, "
           f"{args.steps} steps, training step in {dtype or torch.float32}")
-    print(f"model alone (random tensors):   {alone_rate:8.1f} samples/s (median step {statistics.median(alone)*1e3:.0f} ms)")
-    print(f"full data path (bundle loader): {full_rate:8.1f} samples/s (median wait for a batch {statistics.median(waits)*1e3:.1f} ms)")
-    print(f"ratio full / alone:             {full_rate / alone_rate:8.3f}")
+    print_ratio(alone, full, waits, args.batch_size)
     print(f"validation (no augmentation):   {val_rate:8.1f} samples/s over {count} candidates")
 
 

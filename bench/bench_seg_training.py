@@ -9,31 +9,13 @@ against the same training step on random 64x64 tensors.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cls_training import training_parser, training_step  # noqa: E402
-
-
-def _timed_steps(network, optimizer, loss_fn, inferer, batches, steps: int) -> tuple[list[float], list[float]]:
-    """Per-step wall time (fetch + step) and the part spent waiting for the batch."""
-    for _ in range(3):  # warm-up: allocator, oneDNN kernels, worker start-up
-        images, labels = next(batches)
-        training_step(network, optimizer, loss_fn, inferer, images, labels)
-    total, waits = [], []
-    for _ in range(steps):
-        start = time.perf_counter()
-        images, labels = next(batches)
-        waited = time.perf_counter() - start
-        training_step(network, optimizer, loss_fn, inferer, images, labels)
-        total.append(time.perf_counter() - start)
-        waits.append(waited)
-    return total, waits
+from bench_cls_training import print_ratio, timed_steps, training_parser  # noqa: E402
 
 
 def main() -> None:
@@ -65,15 +47,11 @@ def main() -> None:
         for batch in parser.get_parsed_content("train#dataloader"):
             yield prepare_batch(batch, torch.device("cpu"))
 
-    alone, _ = _timed_steps(network, optimizer, loss_fn, inferer, random_batches(), args.steps)
-    full, waits = _timed_steps(network, optimizer, loss_fn, inferer, loader_batches(), args.steps)
-    alone_rate = args.batch_size / statistics.median(alone)
-    full_rate = args.batch_size / statistics.median(full)
+    alone, _ = timed_steps(network, optimizer, loss_fn, inferer, random_batches(), args.steps)
+    full, waits = timed_steps(network, optimizer, loss_fn, inferer, loader_batches(), args.steps)
     print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size} x {channels}x{crop}x{crop}, "
           f"num_workers {args.num_workers}, {args.steps} steps")
-    print(f"model alone (random tensors):   {alone_rate:8.1f} samples/s (median step {statistics.median(alone)*1e3:.0f} ms)")
-    print(f"full data path (bundle loader): {full_rate:8.1f} samples/s (median wait for a batch {statistics.median(waits)*1e3:.1f} ms)")
-    print(f"ratio full / alone:             {full_rate / alone_rate:8.3f}")
+    print_ratio(alone, full, waits, args.batch_size)
 
 
 if __name__ == "__main__":
