@@ -83,3 +83,16 @@ def test_prepare_batch_moves_and_augments_a_loader_batch() -> None:
     out_images, out_labels = prepare({"image": images, "label": labels, "series_uid": ["a"] * 4}, torch.device("cpu"))
     assert out_images.shape == (4, 3, 32, 32) and out_labels.shape == (4, 1, 32, 32)
     assert type(out_images) is torch.Tensor
+
+
+def test_rotation_turns_the_window_by_other_angles_than_flips_give() -> None:
+    # The label's centre of mass (disc and bar) sits off the window's centre: under rotation its
+    # angle around the centre spreads over the circle, where flips alone give four positions.
+    images, labels = _blobs(batch=64)
+    _, out = WindowAugmentation(crop=32, flip=False, rotate=True, seed=5)(images, labels)
+    r, c = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    mass = out[:, 0].sum(dim=(1, 2))
+    row = (out[:, 0] * r).sum(dim=(1, 2)) / mass - 15.5
+    col = (out[:, 0] * c).sum(dim=(1, 2)) / mass - 15.5
+    sectors = set(((torch.atan2(row, col) + torch.pi) / (2 * torch.pi) * 8).long().clamp(max=7).tolist())
+    assert len(sectors) >= 6  # most of the eight 45-degree sectors are visited
