@@ -60,7 +60,6 @@ class Analysis:
     ct: CTVolume
     candidates: pd.DataFrame
     mask: np.ndarray
-    labels: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     # Components the grouping found before the cap (``max_components``) kept the best.
     components_found: int = 0
