@@ -16,6 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+_BUNDLE_CONFIGS = tuple(  # what the demo runs and the analysis loads from --bundles_dir
+    f"{bundle}/configs/{name}.json"
+    for bundle, names in (("nodule_cls", ("train", "evaluate", "inference")), ("nodule_seg", ("train", "inference")),
+                          ("nodule_malignancy", ("train", "inference")))
+    for name in names
+)
 
 
 def _run_stage(title: str, body: Callable[[], None]) -> None:
@@ -46,12 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cls_epochs", type=int, default=16)
     ap.add_argument("--cls_epoch_samples", type=int, default=2048)
     ap.add_argument("--seg_epochs", type=int, default=8)
+    ap.add_argument("--seg_epoch_samples", type=int, default=None, help="default: the bundle's")
     ap.add_argument("--mal_epochs", type=int, default=8)
+    ap.add_argument("--mal_epoch_samples", type=int, default=None, help="default: the bundle's")
+    ap.add_argument("--bundles_dir", default="bundles",
+                    help="bundles whose configs run and where their models, runs and evals land")
+    ap.add_argument("--out", default="output/evaluation", help="the test series' reports and metrics")
     ap.add_argument("--retrain", action="store_true", help="train every model again even if weights exist")
     args = ap.parse_args(argv)
-    dataset = Path(args.dataset_dir)
-    if not dataset.is_absolute():
-        dataset = REPO / dataset
+    dataset, bundles, out = (_in_repo(p) for p in (args.dataset_dir, args.bundles_dir, args.out))
+    missing = [c for c in _BUNDLE_CONFIGS if not (bundles / c).is_file()]
+    if missing:
+        ap.error(f"{bundles} is not a copy of the repository's bundles/: it lacks {', '.join(missing)}")
     prepared = dataset / "prepared"
     total_start = time.perf_counter()
 
@@ -81,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def train(bundle: str, budget: dict[str, object]) -> Callable[[], None]:
         def run() -> None:
-            weights = REPO / "bundles" / bundle / "models/model.pt"
+            weights = bundles / bundle / "models/model.pt"
             if weights.is_file() and not args.retrain and not _stale(weights, prepared / "split.json"):
-                print(f"{weights.relative_to(REPO)} exists and is newer than the split: skipping (--retrain to redo)")
+                print(f"{weights} exists and is newer than the split: skipping (--retrain to redo)")
                 return
-            _bundle([f"bundles/{bundle}/configs/train.json"], "training", {**overrides, **budget})
+            root = {"bundle_root": str(bundles / bundle)}
+            _bundle([str(bundles / bundle / "configs/train.json")], "training", {**overrides, **root, **budget})
 
         return run
 
@@ -100,21 +113,25 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.cls_epochs, "epoch_samples": args.cls_epoch_samples, "ratio": 3, "optimizer_name": "adamw",
         "learning_rate": 3e-3, "weight_decay": 0.01, "schedule": "warmup_cosine", "warmup_epochs": 1,
     })
-    train_seg = train("nodule_seg", {"epochs": args.seg_epochs})
-    train_mal = train("nodule_malignancy", {"epochs": args.mal_epochs})
+    train_seg = train("nodule_seg", _budget(args.seg_epochs, args.seg_epoch_samples))
+    train_mal = train("nodule_malignancy", {
+        **_budget(args.mal_epochs, args.mal_epoch_samples),
+        "classifier_ckpt": str(bundles / "nodule_cls/models/model.pt"),
+    })
 
-    cls_eval = REPO / "bundles/nodule_cls/eval"
+    cls_eval = bundles / "nodule_cls/eval"
     chosen: dict[str, float] = {}
 
     def evaluate_cls() -> None:
         # The operating threshold is chosen on the val series (highest with recall >= 0.9) and
         # then checked on the test series, which played no part in choosing it.
-        cls_configs = ["bundles/nodule_cls/configs/train.json", "bundles/nodule_cls/configs/evaluate.json"]
-        _bundle(cls_configs, "evaluating", {**overrides, "eval_dir": str(cls_eval / "val")})
+        cls_configs = [str(bundles / "nodule_cls/configs" / name) for name in ("train.json", "evaluate.json")]
+        overrides_cls = {**overrides, "bundle_root": str(bundles / "nodule_cls")}
+        _bundle(cls_configs, "evaluating", {**overrides_cls, "eval_dir": str(cls_eval / "val")})
         val = json.loads((cls_eval / "val/metrics.json").read_text())
         chosen["nodule_threshold"] = threshold = val["operating_point"]["threshold"]
         _bundle(cls_configs, "evaluating", {
-            **overrides, "eval_dir": str(cls_eval / "test"), "eval_parts": ["test"], "threshold": threshold,
+            **overrides_cls, "eval_dir": str(cls_eval / "test"), "eval_parts": ["test"], "threshold": threshold,
         })
         test = json.loads((cls_eval / "test/metrics.json").read_text())
         for name, report, at in (("val", val, "0.5"), ("test", test, f"the val-chosen {threshold:.3f}")):
@@ -131,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         from dataclasses import replace
 
         from lungmonai.cli import bundle_settings
-        from lungmonai.pipeline import evaluate_split
+        from lungmonai.pipeline import evaluate_split, load_models
 
         settings = replace(bundle_settings(), **chosen)
         print(f"pipeline settings: {settings}")
-        metrics = evaluate_split(dataset, "test", REPO / "output/evaluation", settings, n_boot=500)
-        print(f"reports, FROC and metrics in {REPO / 'output/evaluation'}; "
+        metrics = evaluate_split(dataset, "test", out, settings, load_models(bundles), n_boot=500)
+        print(f"reports, FROC and metrics in {out}; "
               f"malignant-nodule recall {metrics['malignant_recall']}")
 
     stages = [
@@ -153,6 +170,15 @@ def main(argv: list[str] | None = None) -> int:
         _run_stage(title, body)
     print(f"\ndemo finished in {time.perf_counter() - total_start:.0f} s")
     return 0
+
+
+def _in_repo(path: str) -> Path:
+    """Relative paths are the repository's, wherever the demo is started from."""
+    return Path(path) if Path(path).is_absolute() else REPO / path
+
+
+def _budget(epochs: int, epoch_samples: int | None) -> dict[str, object]:
+    return {"epochs": epochs} | ({} if epoch_samples is None else {"epoch_samples": epoch_samples})
 
 
 def _stale(output: Path, source: Path) -> bool:

@@ -1,0 +1,75 @@
+"""The README's main command, in miniature: every stage runs from nothing, a rerun skips training."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES = ("nodule_cls", "nodule_seg", "nodule_malignancy", "nodule_pipeline")
+TINY_BUDGET = [
+    "--series", "10", "--workers", "2",
+    "--cls_epochs", "1", "--cls_epoch_samples", "64",
+    "--seg_epochs", "1", "--seg_epoch_samples", "64",
+    "--mal_epochs", "1", "--mal_epoch_samples", "32",
+]
+
+
+def _demo(root: Path) -> str:
+    cmd = [sys.executable, "-m", "lungmonai.demo", "--dataset_dir", str(root / "data"),
+           "--bundles_dir", str(root / "bundles"), "--out", str(root / "output"), *TINY_BUDGET]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LUNGMONAI_PROGRESS": "0"}
+    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return result.stdout
+
+
+def _repo_files_touched_since(start: float) -> list[Path]:
+    written = [REPO / "bundles" / b / d for b in BUNDLES for d in ("models", "runs", "eval")] + [REPO / "output"]
+    return [f for d in written if d.is_dir() for f in d.rglob("*") if f.is_file() and f.stat().st_mtime >= start]
+
+
+def test_demo_runs_every_stage_and_a_rerun_skips_training(tmp_path: Path) -> None:
+    for name in BUNDLES:
+        shutil.copytree(REPO / "bundles" / name / "configs", tmp_path / "bundles" / name / "configs")
+    start = time.time()
+
+    first = _demo(tmp_path)
+
+    for stage in range(1, 9):
+        assert f"\n--- {stage}. " in first, f"stage {stage} did not finish:\n{first[-3000:]}"
+    assert "truth \\ pred | Complete miss | Filtered out | Predicted benign | Predicted malignant" in first
+    assert "CPM " in first and "sensitivity at 1/8..8 FPs/scan" in first
+    for name in ("nodule_cls", "nodule_seg", "nodule_malignancy"):
+        assert (tmp_path / "bundles" / name / "models/model.pt").is_file(), name
+    metrics = json.loads((tmp_path / "output/metrics.json").read_text())
+    split = json.loads((tmp_path / "data/prepared/split.json").read_text())
+    assert metrics["series"] == sum(part == "test" for part in split["series"].values())
+    assert (tmp_path / "output/froc.png").stat().st_size > 0
+    assert _repo_files_touched_since(start) == [], "the demo wrote into the repository's bundles or output"
+
+    second = _demo(tmp_path)
+
+    assert "using the existing dataset" in second
+    assert second.count("newer than the split: skipping") == 3
+    assert "CPM " in second
+
+
+def test_demo_refuses_a_bundles_dir_without_the_configs(tmp_path: Path, capsys) -> None:
+    from lungmonai.demo import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--dataset_dir", str(tmp_path / "data"), "--bundles_dir", str(tmp_path)])
+
+    assert stop.value.code == 2
+    assert f"{tmp_path} is not a copy of the repository's bundles/" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
