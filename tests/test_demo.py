@@ -28,8 +28,10 @@ def _demo(root: Path) -> str:
     cmd = [sys.executable, "-m", "lungmonai.demo", "--dataset_dir", str(root / "data"),
            "--bundles_dir", str(root / "bundles"), "--out", str(root / "output"), *TINY_BUDGET]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LUNGMONAI_PROGRESS": "0"}
-    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    bars = [line for line in (result.stdout + result.stderr).splitlines() if "%|" in line]
+    assert not bars, f"LUNGMONAI_PROGRESS=0 left progress bars in the log, e.g. {bars[0][:200]!r}"
     return result.stdout
 
 

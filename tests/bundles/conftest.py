@@ -21,7 +21,7 @@ def run_bundle(run_id: str, configs: list[str], overrides: dict[str, object], ti
     for key, value in overrides.items():
         cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LUNGMONAI_PROGRESS": "0"}
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "LUNGMONAI_PROGRESS": "0"}
     return subprocess.run(
-        [sys.executable, str(REPO / "data_prep" / script), *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, str(REPO / "data_prep" / script), *args], capture_output=True, encoding="utf-8", errors="replace", env=env, timeout=120
     )
 
 

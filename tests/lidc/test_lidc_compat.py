@@ -23,7 +23,7 @@ print(pl.query(pl.Scan).count(), pl.query(pl.Annotation).count())
 
 def test_import_writes_no_config_in_home(tmp_path: Path) -> None:
     env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(REPO), LUNGMONAI_LIDC_DICOM="")
-    done = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=120)
     assert done.returncode == 0, done.stderr
     # (matplotlib may create its own .config/.cache there; pylidc must write nothing.)
     assert not (tmp_path / ".pylidcrc").exists(), "import_pylidc() let pylidc write ~/.pylidcrc"
