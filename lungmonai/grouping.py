@@ -339,6 +339,17 @@ def group_segmentation(
         frame.attrs["components_found"] = 0
         return frame
 
+    frame = _component_stats(flat, lab, n, shape, hu, prob, geometry)
+    frame = _rank_and_cap(frame, max_components, source)
+    frame.attrs["components_found"] = int(n)
+    return frame
+
+
+def _component_stats(
+    flat: np.ndarray, lab: np.ndarray, n: int, shape: tuple[int, ...], hu: np.ndarray,
+    prob: np.ndarray | None, geometry: Geometry,
+) -> pd.DataFrame:
+    """One row per component in label order: HU-weighted centre, size, bbox, segmentation scores."""
     coords = np.stack(np.unravel_index(flat, shape), axis=1).astype(np.float64)  # (F, 3) irc
     weight = np.clip(hu.ravel()[flat].astype(np.float64), *HU_CLIP) + HU_WEIGHT_OFFSET
     bins = n + 1
@@ -390,6 +401,12 @@ def group_segmentation(
             "bbox_c1": bbox_hi[:, 2].astype(np.int64),
         }
     )
+    return frame
+
+
+def _rank_and_cap(frame: pd.DataFrame, max_components: int | None, source: str | None) -> pd.DataFrame:
+    """Best first; above ``max_components`` keep the best and warn, naming ``source``."""
+    n = len(frame)
     # Rank: p_seg_max desc, voxels desc, p_seg_mean desc, label asc (lexsort: last key is primary).
     rank = np.lexsort((frame["label"].to_numpy(), -frame["p_seg_mean"].fillna(0).to_numpy(),
                        -frame["voxels"].to_numpy(), -frame["p_seg_max"].fillna(0).to_numpy()))
@@ -399,10 +416,9 @@ def group_segmentation(
             f"{source + ': ' if source else ''}group_segmentation: {n} components, kept the {max_components} "
             f"with the highest segmentation score (p_seg_max, then voxels) and dropped {n - max_components}",
             ComponentCapWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of group_segmentation
         )
         frame = frame.iloc[:max_components].reset_index(drop=True)
-    frame.attrs["components_found"] = int(n)
     return frame
 
 

@@ -96,8 +96,9 @@ def test_cap_keeps_the_best_components_and_warns():
     for k, p in enumerate([0.6, 0.95, 0.7, 0.9, 0.8]):
         prob[2:7, 2:7, 2 + 11 * k : 9 + 11 * k] = p
     prob[2:7, 2:7, 4] = 0.99  # a hot plane through the first (p 0.6) block: its interior survives erosion
-    with pytest.warns(RuntimeWarning, match=r"dropped 3"):
+    with pytest.warns(RuntimeWarning, match=r"dropped 3") as caught:
         frame = group_segmentation(prob, flat_hu(shape), UNIT, max_components=2)
+    assert caught[0].filename == __file__  # the warning points at the caller, not into the package
     assert len(frame) == 2 and frame.attrs["components_found"] == 5  # what the cap cut stays known
     with pytest.warns(ComponentCapWarning, match=r"^scan\.mhd: group_segmentation: 5 components, kept the 2 "):
         group_segmentation(prob, flat_hu(shape), UNIT, max_components=2, source="scan.mhd")  # names its CT
