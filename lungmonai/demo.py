@@ -91,11 +91,13 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {"dataset_dir": str(dataset)}
 
-    def train(bundle: str, budget: dict[str, object]) -> Callable[[], None]:
+    def train(bundle: str, budget: dict[str, object], after: tuple[Path, ...] = ()) -> Callable[[], None]:
         def run() -> None:
             weights = bundles / bundle / "models/model.pt"
-            if weights.is_file() and not args.retrain and not _stale(weights, prepared / "split.json"):
-                print(f"{weights} exists and is newer than the split: skipping (--retrain to redo)")
+            inputs = (prepared / "split.json", *after)
+            if weights.is_file() and not args.retrain and not _stale(weights, inputs):
+                print(f"{weights} exists and is newer than {', '.join(p.name for p in inputs)}: "
+                      "skipping (--retrain to redo)")
                 return
             root = {"bundle_root": str(bundles / bundle)}
             _bundle([str(bundles / bundle / "configs/train.json")], "training", {**overrides, **root, **budget})
@@ -114,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         "learning_rate": 3e-3, "weight_decay": 0.01, "schedule": "warmup_cosine", "warmup_epochs": 1,
     })
     train_seg = train("nodule_seg", _budget(args.seg_epochs, args.seg_epoch_samples))
-    train_mal = train("nodule_malignancy", {
-        **_budget(args.mal_epochs, args.mal_epoch_samples),
-        "classifier_ckpt": str(bundles / "nodule_cls/models/model.pt"),
-    })
+    classifier = bundles / "nodule_cls/models/model.pt"
+    train_mal = train("nodule_malignancy", {  # fine-tuned from the classifier: redone when it is
+        **_budget(args.mal_epochs, args.mal_epoch_samples), "classifier_ckpt": str(classifier),
+    }, after=(classifier,))
 
     cls_eval = bundles / "nodule_cls/eval"
     chosen: dict[str, float] = {}
@@ -181,8 +183,9 @@ def _budget(epochs: int, epoch_samples: int | None) -> dict[str, object]:
     return {"epochs": epochs} | ({} if epoch_samples is None else {"epoch_samples": epoch_samples})
 
 
-def _stale(output: Path, source: Path) -> bool:
-    return not source.is_file() or output.stat().st_mtime < source.stat().st_mtime
+def _stale(output: Path, sources: tuple[Path, ...]) -> bool:
+    """``output`` must be made again: a source is missing or newer than it."""
+    return any(not s.is_file() or output.stat().st_mtime < s.stat().st_mtime for s in sources)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def test_demo_runs_every_stage_and_a_rerun_skips_training(tmp_path: Path) -> Non
     second = _demo(tmp_path)
 
     assert "using the existing dataset" in second
-    assert second.count("newer than the split: skipping") == 3
+    assert second.count("exists and is newer than split.json") == 3
     assert "CPM " in second
 
 
@@ -75,3 +75,16 @@ def test_demo_refuses_a_bundles_dir_without_the_configs(tmp_path: Path, capsys) 
     assert stop.value.code == 2
     assert f"{tmp_path} is not a copy of the repository's bundles/" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+def test_a_model_is_stale_when_any_of_its_inputs_is_newer_or_missing(tmp_path: Path) -> None:
+    from lungmonai.demo import _stale
+
+    split, classifier, model = (tmp_path / name for name in ("split.json", "classifier.pt", "model.pt"))
+    for age, path in ((300, split), (200, model), (100, classifier)):
+        path.write_text(path.name)
+        os.utime(path, (time.time() - age, time.time() - age))
+
+    assert not _stale(model, (split,))
+    assert _stale(model, (split, classifier))  # the classifier was retrained after the fine-tuning
+    assert _stale(model, (split, tmp_path / "missing.pt"))
