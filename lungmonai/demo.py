@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,10 +25,10 @@ _BUNDLE_CONFIGS = tuple(  # what the demo runs and the analysis loads from --bun
 )
 
 
-def _run_stage(title: str, body: Callable[[], None]) -> None:
+def _run_stage(title: str, stage: Callable[[_Run], None], run: _Run) -> None:
     print(f"\n=== {title} ===", flush=True)
     start = time.perf_counter()
-    body()
+    stage(run)
     print(f"--- {title}: {time.perf_counter() - start:.1f} s", flush=True)
 
 
@@ -43,7 +44,141 @@ def _bundle(config_files: list[str], run_id: str, overrides: dict[str, object]) 
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class _Run:
+    """What every stage needs: the parsed flags, the three directories, and the threshold
+    stage 5 chooses on the val series for stage 8."""
+
+    args: argparse.Namespace
+    dataset: Path
+    bundles: Path
+    out: Path
+    chosen: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def prepared(self) -> Path:
+        return self.dataset / "prepared"
+
+    def bundle_overrides(self, bundle: str) -> dict[str, object]:
+        return {"dataset_dir": str(self.dataset), "bundle_root": str(self.bundles / bundle)}
+
+
+def _generate(run: _Run) -> None:
+    if (run.dataset / "annotations.csv").is_file() and (run.dataset / "candidates.csv").is_file():
+        print(f"using the existing dataset in {run.dataset}")
+        return
+    from lungmonai.synth import generate_dataset
+
+    args = run.args
+    summary = generate_dataset(run.dataset, args.series, mode="small", seed=args.seed, workers=args.workers)
+    print(json.dumps(summary, indent=1))
+
+
+def _check(run: _Run) -> None:
+    from lungmonai.tables.check import check_dataset
+
+    report = check_dataset(run.dataset)
+    print(report.format())
+    if not report.ok:
+        raise SystemExit(f"{run.dataset}: the dataset check found problems (listed above)")
+
+
+def _prepare(run: _Run) -> None:
+    from lungmonai.tables.prepare import format_summary, prepare_dataset
+
+    print(format_summary(prepare_dataset(run.dataset, workers=run.args.workers)))
+
+
+def _train(bundle: str, budget: Callable[[_Run], dict[str, object]],
+           after: Callable[[_Run], tuple[Path, ...]] = lambda run: ()) -> Callable[[_Run], None]:
+    """A training stage, skipped while the weights are newer than the split and ``after``'s files."""
+
+    def train(run: _Run) -> None:
+        weights = run.bundles / bundle / "models/model.pt"
+        inputs = (run.prepared / "split.json", *after(run))
+        if weights.is_file() and not run.args.retrain and not _stale(weights, inputs):
+            print(f"{weights} exists and is newer than {', '.join(p.name for p in inputs)}: "
+                  "skipping (--retrain to redo)")
+            return
+        config = str(run.bundles / bundle / "configs/train.json")
+        _bundle([config], "training", {**run.bundle_overrides(bundle), **budget(run)})
+
+    return train
+
+
+# The demo's budget on 2 CPU cores; the bundles' own defaults are the book's full-size settings.
+# Once the segmentation trained 3.3x faster (augmentation on the batch) the time went to
+# longer training, chosen on the val series: classifier 16 epochs instead of 10 and
+# segmentation 8 instead of 5 gave val CPM 0.645 (16 + 5: 0.597, 10 + 8: 0.593, 10 + 5: 0.579).
+# Three negatives per positive (the book's 1:1 is the bundle default): with 20k samples the
+# classifier sees each negative ~5 times instead of ~3, and the pipeline ranks findings better
+# (val CPM 0.568 vs 0.538, val AUC on the candidate table 0.911 vs 0.880).
+_train_classifier = _train("nodule_cls", lambda run: {
+    "epochs": run.args.cls_epochs, "epoch_samples": run.args.cls_epoch_samples, "ratio": 3,
+    "optimizer_name": "adamw", "learning_rate": 3e-3, "weight_decay": 0.01, "schedule": "warmup_cosine",
+    "warmup_epochs": 1,
+})
+def _classifier(run: _Run) -> Path:
+    return run.bundles / "nodule_cls/models/model.pt"
+
+
+_train_segmentation = _train("nodule_seg", lambda run: _budget(run.args.seg_epochs, run.args.seg_epoch_samples))
+_train_malignancy = _train(  # fine-tuned from the classifier: redone when the classifier is newer
+    "nodule_malignancy",
+    lambda run: {**_budget(run.args.mal_epochs, run.args.mal_epoch_samples), "classifier_ckpt": str(_classifier(run))},
+    after=lambda run: (_classifier(run),),
+)
+
+
+def _evaluate_classifier(run: _Run) -> None:
+    """The operating threshold is chosen on the val series (highest with recall >= 0.9) and then
+    checked on the test series, which played no part in choosing it."""
+    cls_eval = run.bundles / "nodule_cls/eval"
+    configs = [str(run.bundles / "nodule_cls/configs" / name) for name in ("train.json", "evaluate.json")]
+    overrides = run.bundle_overrides("nodule_cls")
+    _bundle(configs, "evaluating", {**overrides, "eval_dir": str(cls_eval / "val")})
+    val = json.loads((cls_eval / "val/metrics.json").read_text())
+    run.chosen["nodule_threshold"] = threshold = val["operating_point"]["threshold"]
+    _bundle(configs, "evaluating", {
+        **overrides, "eval_dir": str(cls_eval / "test"), "eval_parts": ["test"], "threshold": threshold,
+    })
+    test = json.loads((cls_eval / "test/metrics.json").read_text())
+    for name, report, at in (("val", val, "0.5"), ("test", test, f"the val-chosen {threshold:.3f}")):
+        m = report["metrics"]
+        print(
+            f"nodule classifier on {report['count']} {name} candidates ({report['positives']} nodules), "
+            f"threshold {at}: precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} AUC {m['auc']:.3f}"
+        )
+    point = val["operating_point"]
+    print(f"val operating point for recall >= {point['min_recall']}: threshold {threshold:.3f}, "
+          f"recall {point['recall']:.3f}, precision {point['precision']:.3f}, F1 {point['f1']:.3f}")
+
+
+def _analyse_test(run: _Run) -> None:
+    from dataclasses import replace
+
+    from lungmonai.cli import bundle_settings
+    from lungmonai.pipeline import evaluate_split, load_models
+
+    settings = replace(bundle_settings(), **run.chosen)
+    print(f"pipeline settings: {settings}")
+    metrics = evaluate_split(run.dataset, "test", run.out, settings, load_models(run.bundles), n_boot=500)
+    print(f"reports, FROC and metrics in {run.out}; malignant-nodule recall {metrics['malignant_recall']}")
+
+
+STAGES: tuple[tuple[str, Callable[[_Run], None]], ...] = (
+    ("1. embedded LUNA16-format dataset", _generate),
+    ("2. dataset check", _check),
+    ("3. candidate table, split, crop cache", _prepare),
+    ("4. nodule classifier: training", _train_classifier),
+    ("5. nodule classifier: evaluation on the validation series", _evaluate_classifier),
+    ("6. nodule segmentation: training", _train_segmentation),
+    ("7. malignancy: fine-tuning the nodule classifier", _train_malignancy),
+    ("8. end to end on the test series: confusion table and LUNA16 FROC/CPM", _analyse_test),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset_dir", default="data/luna16_synth")
     ap.add_argument("--series", type=int, default=100, help="series to generate when the dataset is missing")
@@ -59,118 +194,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="bundles whose configs run and where their models, runs and evals land")
     ap.add_argument("--out", default="output/evaluation", help="the test series' reports and metrics")
     ap.add_argument("--retrain", action="store_true", help="train every model again even if weights exist")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
-    dataset, bundles, out = (_in_repo(p) for p in (args.dataset_dir, args.bundles_dir, args.out))
-    missing = [c for c in _BUNDLE_CONFIGS if not (bundles / c).is_file()]
+    run = _Run(args, *(_in_repo(p) for p in (args.dataset_dir, args.bundles_dir, args.out)))
+    missing = [c for c in _BUNDLE_CONFIGS if not (run.bundles / c).is_file()]
     if missing:
-        ap.error(f"{bundles} is not a copy of the repository's bundles/: it lacks {', '.join(missing)}")
-    prepared = dataset / "prepared"
-    total_start = time.perf_counter()
-
-    def generate() -> None:
-        if (dataset / "annotations.csv").is_file() and (dataset / "candidates.csv").is_file():
-            print(f"using the existing dataset in {dataset}")
-            return
-        from lungmonai.synth import generate_dataset
-
-        summary = generate_dataset(dataset, args.series, mode="small", seed=args.seed, workers=args.workers)
-        print(json.dumps(summary, indent=1))
-
-    def check() -> None:
-        from lungmonai.tables.check import check_dataset
-
-        report = check_dataset(dataset)
-        print(report.format())
-        if not report.ok:
-            raise SystemExit(f"{dataset}: the dataset check found problems (listed above)")
-
-    def prepare() -> None:
-        from lungmonai.tables.prepare import format_summary, prepare_dataset
-
-        print(format_summary(prepare_dataset(dataset, workers=args.workers)))
-
-    overrides = {"dataset_dir": str(dataset)}
-
-    def train(bundle: str, budget: dict[str, object], after: tuple[Path, ...] = ()) -> Callable[[], None]:
-        def run() -> None:
-            weights = bundles / bundle / "models/model.pt"
-            inputs = (prepared / "split.json", *after)
-            if weights.is_file() and not args.retrain and not _stale(weights, inputs):
-                print(f"{weights} exists and is newer than {', '.join(p.name for p in inputs)}: "
-                      "skipping (--retrain to redo)")
-                return
-            root = {"bundle_root": str(bundles / bundle)}
-            _bundle([str(bundles / bundle / "configs/train.json")], "training", {**overrides, **root, **budget})
-
-        return run
-
-    # The demo's budget on 2 CPU cores; the bundles' own defaults are the book's full-size settings.
-    # Once the segmentation trained 3.3x faster (augmentation on the batch) the time went to
-    # longer training, chosen on the val series: classifier 16 epochs instead of 10 and
-    # segmentation 8 instead of 5 gave val CPM 0.645 (16 + 5: 0.597, 10 + 8: 0.593, 10 + 5: 0.579).
-    # Three negatives per positive (the book's 1:1 is the bundle default): with 20k samples the
-    # classifier sees each negative ~5 times instead of ~3, and the pipeline ranks findings better
-    # (val CPM 0.568 vs 0.538, val AUC on the candidate table 0.911 vs 0.880).
-    train_cls = train("nodule_cls", {
-        "epochs": args.cls_epochs, "epoch_samples": args.cls_epoch_samples, "ratio": 3, "optimizer_name": "adamw",
-        "learning_rate": 3e-3, "weight_decay": 0.01, "schedule": "warmup_cosine", "warmup_epochs": 1,
-    })
-    train_seg = train("nodule_seg", _budget(args.seg_epochs, args.seg_epoch_samples))
-    classifier = bundles / "nodule_cls/models/model.pt"
-    train_mal = train("nodule_malignancy", {  # fine-tuned from the classifier: redone when it is
-        **_budget(args.mal_epochs, args.mal_epoch_samples), "classifier_ckpt": str(classifier),
-    }, after=(classifier,))
-
-    cls_eval = bundles / "nodule_cls/eval"
-    chosen: dict[str, float] = {}
-
-    def evaluate_cls() -> None:
-        # The operating threshold is chosen on the val series (highest with recall >= 0.9) and
-        # then checked on the test series, which played no part in choosing it.
-        cls_configs = [str(bundles / "nodule_cls/configs" / name) for name in ("train.json", "evaluate.json")]
-        overrides_cls = {**overrides, "bundle_root": str(bundles / "nodule_cls")}
-        _bundle(cls_configs, "evaluating", {**overrides_cls, "eval_dir": str(cls_eval / "val")})
-        val = json.loads((cls_eval / "val/metrics.json").read_text())
-        chosen["nodule_threshold"] = threshold = val["operating_point"]["threshold"]
-        _bundle(cls_configs, "evaluating", {
-            **overrides_cls, "eval_dir": str(cls_eval / "test"), "eval_parts": ["test"], "threshold": threshold,
-        })
-        test = json.loads((cls_eval / "test/metrics.json").read_text())
-        for name, report, at in (("val", val, "0.5"), ("test", test, f"the val-chosen {threshold:.3f}")):
-            m = report["metrics"]
-            print(
-                f"nodule classifier on {report['count']} {name} candidates ({report['positives']} nodules), "
-                f"threshold {at}: precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} AUC {m['auc']:.3f}"
-            )
-        point = val["operating_point"]
-        print(f"val operating point for recall >= {point['min_recall']}: threshold {threshold:.3f}, "
-              f"recall {point['recall']:.3f}, precision {point['precision']:.3f}, F1 {point['f1']:.3f}")
-
-    def analyse_test() -> None:
-        from dataclasses import replace
-
-        from lungmonai.cli import bundle_settings
-        from lungmonai.pipeline import evaluate_split, load_models
-
-        settings = replace(bundle_settings(), **chosen)
-        print(f"pipeline settings: {settings}")
-        metrics = evaluate_split(dataset, "test", out, settings, load_models(bundles), n_boot=500)
-        print(f"reports, FROC and metrics in {out}; "
-              f"malignant-nodule recall {metrics['malignant_recall']}")
-
-    stages = [
-        ("1. embedded LUNA16-format dataset", generate),
-        ("2. dataset check", check),
-        ("3. candidate table, split, crop cache", prepare),
-        ("4. nodule classifier: training", train_cls),
-        ("5. nodule classifier: evaluation on the validation series", evaluate_cls),
-        ("6. nodule segmentation: training", train_seg),
-        ("7. malignancy: fine-tuning the nodule classifier", train_mal),
-        ("8. end to end on the test series: confusion table and LUNA16 FROC/CPM", analyse_test),
-    ]
-    for title, body in stages:
-        _run_stage(title, body)
-    print(f"\ndemo finished in {time.perf_counter() - total_start:.0f} s")
+        ap.error(f"{run.bundles} is not a copy of the repository's bundles/: it lacks {', '.join(missing)}")
+    start = time.perf_counter()
+    for title, stage in STAGES:
+        _run_stage(title, stage, run)
+    print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
     return 0
 
 
