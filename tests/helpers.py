@@ -31,6 +31,47 @@ def rotation(ax: float, ay: float, az: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def write_dicom_series(directory: Path, hu: np.ndarray, *, spacing, origin, direction: np.ndarray,
+                       slope: float = 1.0, intercept: float = -1024.0, uid: str = UID_PREFIX + ".77",
+                       prefix: str = "slice") -> list[Path]:
+    """Write ``hu`` (irc) as one CT series the way SimpleITK's DICOM series example does.
+
+    GDCM takes the image values as real-world HU and stores ``(hu - intercept) / slope``.
+    Files are written in reverse slice order so that the reader has to sort them.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    volume = sitk.GetImageFromArray(hu.astype(np.float64) if slope != int(slope) else hu)
+    volume.SetSpacing(spacing)
+    volume.SetOrigin(origin)
+    volume.SetDirection(np.asarray(direction).ravel())
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    orientation = "\\".join(f"{v:.12g}" for v in (*direction[:, 0], *direction[:, 1]))
+    paths = []
+    for k in reversed(range(volume.GetDepth())):
+        slice_image = volume[:, :, k]
+        position = volume.TransformIndexToPhysicalPoint((0, 0, k))
+        tags = {
+            "0008|0060": "CT",
+            "0008|0018": f"{uid}.{k + 1}",
+            "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
+            "0020|000e": uid,
+            "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{v:.12g}" for v in position),
+            "0020|0037": orientation,
+            "0028|0100": "16", "0028|0101": "16", "0028|0102": "15", "0028|0103": "1",
+            "0028|1052": f"{intercept:g}",
+            "0028|1053": f"{slope:g}",
+        }
+        for tag, value in tags.items():
+            slice_image.SetMetaData(tag, value)
+        path = directory / f"{prefix}{k:03d}.dcm"
+        writer.SetFileName(str(path))
+        writer.Execute(slice_image)
+        paths.append(path)
+    return paths
+
+
 def read_error(path: Path) -> str:
     """The CTReadError message for ``path``, checked to start with ``"<path>: "``."""
     with pytest.raises(CTReadError) as caught:

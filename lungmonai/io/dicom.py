@@ -26,7 +26,7 @@ _POSITION_TAG = "0020|0032"
 _SPACING_RTOL, _SPACING_ATOL_MM = 0.01, 1e-3
 
 
-def _looks_like_dicom(path: Path) -> bool:
+def looks_like_dicom(path: Path) -> bool:
     """Part 10 files carry 'DICM' after a 128-byte preamble."""
     try:
         with open(path, "rb") as handle:
@@ -39,7 +39,7 @@ def _looks_like_dicom(path: Path) -> bool:
 def _check_nothing_dropped(directory: Path, files: list[Path], names: tuple[str, ...]) -> None:
     used = {Path(name).resolve() for name in names}
     dropped = [p for p in files if p.resolve() not in used and p.name.upper() != "DICOMDIR"
-               and _looks_like_dicom(p)]
+               and looks_like_dicom(p)]
     if dropped:
         raise CTReadError(
             directory,

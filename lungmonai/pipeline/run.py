@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lungmonai.io import read_ct
+from lungmonai.io.dicom import looks_like_dicom
 from lungmonai.io.errors import CTReadError
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
 from lungmonai.pipeline.models import PipelineModels, load_models
@@ -17,19 +18,29 @@ _SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz")
 
 
 def find_inputs(path: str | Path) -> list[Path]:
-    """A CT file, a DICOM series directory, or a folder holding CT files / DICOM directories."""
+    """A CT file, a DICOM series directory, or a folder holding CT files and DICOM directories.
+
+    In a folder, every ``.mhd/.mha/.nii/.nii.gz`` file is one input and every directory holding
+    DICOM files (``.dcm``, or no suffix and DICOM's preamble) another, so a folder mixing the
+    formats loses none of its CTs.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(_SUFFIXES))
-    if files:
-        return files
-    dicom_dirs = sorted({p.parent for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ("", ".dcm")})
-    if dicom_dirs:
-        return dicom_dirs
-    raise FileNotFoundError(f"{path}: holds no .mhd, NIfTI or DICOM files")
+    files: list[Path] = []
+    dicom_dirs: set[Path] = set()
+    for p in sorted(path.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if p.name.lower().endswith(_SUFFIXES):
+            files.append(p)
+        elif p.parent not in dicom_dirs and (p.suffix.lower() == ".dcm" or (not p.suffix and looks_like_dicom(p))):
+            dicom_dirs.add(p.parent)
+    if not files and not dicom_dirs:
+        raise FileNotFoundError(f"{path}: holds no .mhd, NIfTI or DICOM files")
+    return sorted([*files, *dicom_dirs])
 
 
 class UnreadableCTs(RuntimeError):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 import torch
 from monai.bundle import ConfigParser
 
@@ -24,6 +25,7 @@ from lungmonai.io import read_ct
 from lungmonai.pipeline import PipelineSettings, analyze, analyze_ct, evaluate_split, load_models
 from lungmonai.pipeline.models import REPO
 from lungmonai.tables.splits import load_split
+from tests.helpers import write_dicom_series
 
 pytestmark = pytest.mark.slow
 
@@ -183,6 +185,32 @@ def test_unreadable_ct_in_a_folder_is_skipped_and_reported(tiny_prepared: Path, 
     assert [r["series_uid"] for r in caught.value.reports] == [good.stem]
     assert (out / f"{good.stem}_report.json").is_file()  # the readable CT's analysis is kept
     assert f"skipped {bad}" in capsys.readouterr().err
+
+
+def test_one_ct_as_mhd_nifti_and_dicom_in_one_folder_gives_the_same_findings(
+    tiny_prepared: Path, models, tmp_path: Path
+) -> None:
+    source = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    ct = read_ct(source)
+    folder = tmp_path / "cts"
+    (folder / "mhd").mkdir(parents=True)
+    for path in (source, source.with_suffix(".raw")):
+        shutil.copy(path, folder / "mhd" / path.name)
+    sitk.WriteImage(sitk.ReadImage(str(source)), str(folder / "as_nifti.nii.gz"))
+    g = ct.geometry
+    write_dicom_series(folder / "dicom_series", ct.hu.astype(np.int16), spacing=tuple(g.spacing_xyz),
+                       origin=tuple(g.origin_xyz), direction=np.asarray(g.direction), uid=f"{ct.series_uid}.9")
+    (folder / "notes").write_text("not a CT")  # neither a CT file nor DICOM: ignored
+
+    reports = analyze(folder, tmp_path / "out", PipelineSettings(max_components=5), models, pictures=False)
+
+    assert sorted(r["series_uid"] for r in reports) == sorted([ct.series_uid, "as_nifti", f"{ct.series_uid}.9"])
+    tables = [pd.read_csv(tmp_path / "out" / f"{r['series_uid']}_submission.csv") for r in reports]
+    assert len(tables[0]) > 0
+    for table in tables[1:]:  # same voxels in patient space, whatever the file format
+        assert len(table) == len(tables[0])
+        np.testing.assert_allclose(table[["coordX", "coordY", "coordZ"]], tables[0][["coordX", "coordY", "coordZ"]], atol=1e-3)
+        np.testing.assert_allclose(table["probability"], tables[0]["probability"], atol=1e-4)
 
 
 def test_settings_refuse_an_unknown_precision() -> None:
