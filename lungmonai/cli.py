@@ -9,17 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields, replace
+from pathlib import Path
 
 from lungmonai.pipeline.analysis import PipelineSettings
-from lungmonai.pipeline.models import BUNDLES, in_repo
+from lungmonai.pipeline.models import BUNDLES, reading_bundles
 
 
-def bundle_settings() -> PipelineSettings:
+def bundle_settings(bundles_dir: str | Path = BUNDLES) -> PipelineSettings:
+    """The pipeline bundle's ``settings`` (from ``bundles_dir``, the repository's by default)."""
     from monai.bundle import ConfigParser
 
-    with in_repo():
+    with reading_bundles(bundles_dir):
         parser = ConfigParser()
-        parser.read_config(str(BUNDLES / "nodule_pipeline/configs/inference.json"))
+        parser.read_config(str(Path(bundles_dir) / "nodule_pipeline/configs/inference.json"))
         return parser.get_parsed_content("settings")
 
 

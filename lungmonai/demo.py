@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 _BUNDLE_CONFIGS = tuple(  # what the demo runs and the analysis loads from --bundles_dir
     f"{bundle}/configs/{name}.json"
     for bundle, names in (("nodule_cls", ("train", "evaluate", "inference")), ("nodule_seg", ("train", "inference")),
-                          ("nodule_malignancy", ("train", "inference")))
+                          ("nodule_malignancy", ("train", "inference")), ("nodule_pipeline", ("inference",)))
     for name in names
 )
 
@@ -30,18 +30,6 @@ def _run_stage(title: str, stage: Callable[[_Run], None], run: _Run) -> None:
     start = time.perf_counter()
     stage(run)
     print(f"--- {title}: {time.perf_counter() - start:.1f} s", flush=True)
-
-
-def _bundle(config_files: list[str], run_id: str, overrides: dict[str, object]) -> None:
-    """``python -m monai.bundle run RUN_ID --config_file ...`` as a user would type it."""
-    configs = [str(REPO / c) for c in config_files]
-    config_arg = configs[0] if len(configs) == 1 else repr(configs)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_arg]
-    cmd += ["--logging_file", str(REPO / Path(config_files[0]).parent / "logging.conf")]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
 
 
 @dataclass
@@ -59,8 +47,19 @@ class _Run:
     def prepared(self) -> Path:
         return self.dataset / "prepared"
 
-    def bundle_overrides(self, bundle: str) -> dict[str, object]:
-        return {"dataset_dir": str(self.dataset), "bundle_root": str(self.bundles / bundle)}
+    def bundle(self, bundle: str, configs: tuple[str, ...], run_id: str, overrides: dict[str, object]) -> None:
+        """``python -m monai.bundle run RUN_ID --config_file ...`` as a user would type it, from
+        the folder holding ``bundles/``: the configs' relative paths (``bundles/nodule_cls/models``,
+        ``%bundles/...`` macros) then stay inside the bundles this run uses."""
+        files = [str(self.bundles / bundle / "configs" / name) for name in configs]
+        cmd = [sys.executable, "-m", "monai.bundle", "run", run_id,
+               "--config_file", files[0] if len(files) == 1 else repr(files),
+               "--logging_file", str(self.bundles / bundle / "configs/logging.conf"),
+               "--dataset_dir", str(self.dataset)]
+        for key, value in overrides.items():
+            cmd += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=self.bundles.parent)
 
 
 def _generate(run: _Run) -> None:
@@ -89,21 +88,14 @@ def _prepare(run: _Run) -> None:
     print(format_summary(prepare_dataset(run.dataset, workers=run.args.workers)))
 
 
-def _train(bundle: str, budget: Callable[[_Run], dict[str, object]],
-           after: Callable[[_Run], tuple[Path, ...]] = lambda run: ()) -> Callable[[_Run], None]:
-    """A training stage, skipped while the weights are newer than the split and ``after``'s files."""
-
-    def train(run: _Run) -> None:
-        weights = run.bundles / bundle / "models/model.pt"
-        inputs = (run.prepared / "split.json", *after(run))
-        if weights.is_file() and not run.args.retrain and not _stale(weights, inputs):
-            print(f"{weights} exists and is newer than {', '.join(p.name for p in inputs)}: "
-                  "skipping (--retrain to redo)")
-            return
-        config = str(run.bundles / bundle / "configs/train.json")
-        _bundle([config], "training", {**run.bundle_overrides(bundle), **budget(run)})
-
-    return train
+def _train(run: _Run, bundle: str, budget: dict[str, object], after: tuple[Path, ...] = ()) -> None:
+    """Train ``bundle``, unless its weights are newer than the split and every file of ``after``."""
+    weights = run.bundles / bundle / "models/model.pt"
+    inputs = (run.prepared / "split.json", *after)
+    if weights.is_file() and not run.args.retrain and not _stale(weights, inputs):
+        print(f"{weights} exists and is newer than {', '.join(p.name for p in inputs)}: skipping (--retrain to redo)")
+        return
+    run.bundle(bundle, ("train.json",), "training", budget)
 
 
 # The demo's budget on 2 CPU cores; the bundles' own defaults are the book's full-size settings.
@@ -113,34 +105,34 @@ def _train(bundle: str, budget: Callable[[_Run], dict[str, object]],
 # Three negatives per positive (the book's 1:1 is the bundle default): with 20k samples the
 # classifier sees each negative ~5 times instead of ~3, and the pipeline ranks findings better
 # (val CPM 0.568 vs 0.538, val AUC on the candidate table 0.911 vs 0.880).
-_train_classifier = _train("nodule_cls", lambda run: {
-    "epochs": run.args.cls_epochs, "epoch_samples": run.args.cls_epoch_samples, "ratio": 3,
-    "optimizer_name": "adamw", "learning_rate": 3e-3, "weight_decay": 0.01, "schedule": "warmup_cosine",
-    "warmup_epochs": 1,
-})
-def _classifier(run: _Run) -> Path:
-    return run.bundles / "nodule_cls/models/model.pt"
+def _train_classifier(run: _Run) -> None:
+    _train(run, "nodule_cls", {
+        "epochs": run.args.cls_epochs, "epoch_samples": run.args.cls_epoch_samples, "ratio": 3,
+        "optimizer_name": "adamw", "learning_rate": 3e-3, "weight_decay": 0.01, "schedule": "warmup_cosine",
+        "warmup_epochs": 1,
+    })
 
 
-_train_segmentation = _train("nodule_seg", lambda run: _budget(run.args.seg_epochs, run.args.seg_epoch_samples))
-_train_malignancy = _train(  # fine-tuned from the classifier: redone when the classifier is newer
-    "nodule_malignancy",
-    lambda run: {**_budget(run.args.mal_epochs, run.args.mal_epoch_samples), "classifier_ckpt": str(_classifier(run))},
-    after=lambda run: (_classifier(run),),
-)
+def _train_segmentation(run: _Run) -> None:
+    _train(run, "nodule_seg", _budget(run.args.seg_epochs, run.args.seg_epoch_samples))
+
+
+def _train_malignancy(run: _Run) -> None:
+    # Fine-tuned from the classifier (the bundle's classifier_ckpt), so redone when that is newer.
+    _train(run, "nodule_malignancy", _budget(run.args.mal_epochs, run.args.mal_epoch_samples),
+           after=(run.bundles / "nodule_cls/models/model.pt",))
 
 
 def _evaluate_classifier(run: _Run) -> None:
     """The operating threshold is chosen on the val series (highest with recall >= 0.9) and then
     checked on the test series, which played no part in choosing it."""
     cls_eval = run.bundles / "nodule_cls/eval"
-    configs = [str(run.bundles / "nodule_cls/configs" / name) for name in ("train.json", "evaluate.json")]
-    overrides = run.bundle_overrides("nodule_cls")
-    _bundle(configs, "evaluating", {**overrides, "eval_dir": str(cls_eval / "val")})
+    configs = ("train.json", "evaluate.json")
+    run.bundle("nodule_cls", configs, "evaluating", {"eval_dir": str(cls_eval / "val")})
     val = json.loads((cls_eval / "val/metrics.json").read_text())
     run.chosen["nodule_threshold"] = threshold = val["operating_point"]["threshold"]
-    _bundle(configs, "evaluating", {
-        **overrides, "eval_dir": str(cls_eval / "test"), "eval_parts": ["test"], "threshold": threshold,
+    run.bundle("nodule_cls", configs, "evaluating", {
+        "eval_dir": str(cls_eval / "test"), "eval_parts": ["test"], "threshold": threshold,
     })
     test = json.loads((cls_eval / "test/metrics.json").read_text())
     for name, report, at in (("val", val, "0.5"), ("test", test, f"the val-chosen {threshold:.3f}")):
@@ -160,7 +152,7 @@ def _analyse_test(run: _Run) -> None:
     from lungmonai.cli import bundle_settings
     from lungmonai.pipeline import evaluate_split, load_models
 
-    settings = replace(bundle_settings(), **run.chosen)
+    settings = replace(bundle_settings(run.bundles), **run.chosen)
     print(f"pipeline settings: {settings}")
     metrics = evaluate_split(run.dataset, "test", run.out, settings, load_models(run.bundles), n_boot=500)
     print(f"reports, FROC and metrics in {run.out}; malignant-nodule recall {metrics['malignant_recall']}")
@@ -191,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--mal_epochs", type=int, default=8)
     ap.add_argument("--mal_epoch_samples", type=int, default=None, help="default: the bundle's")
     ap.add_argument("--bundles_dir", default="bundles",
-                    help="bundles whose configs run and where their models, runs and evals land")
+                    help="a directory named bundles (a copy of the repository's) whose configs run and "
+                         "where their models, runs and evals land")
     ap.add_argument("--out", default="output/evaluation", help="the test series' reports and metrics")
     ap.add_argument("--retrain", action="store_true", help="train every model again even if weights exist")
     return ap
@@ -201,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     run = _Run(args, *(_in_repo(p) for p in (args.dataset_dir, args.bundles_dir, args.out)))
+    if run.bundles.name != "bundles":
+        ap.error(f"{run.bundles}: --bundles_dir must be a directory named bundles (the configs refer to bundles/<name>/...)")
     missing = [c for c in _BUNDLE_CONFIGS if not (run.bundles / c).is_file()]
     if missing:
         ap.error(f"{run.bundles} is not a copy of the repository's bundles/: it lacks {', '.join(missing)}")

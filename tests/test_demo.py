@@ -43,9 +43,13 @@ def _repo_files_touched_since(start: float) -> list[Path]:
 def test_demo_runs_every_stage_and_a_rerun_skips_training(tmp_path: Path) -> None:
     for name in BUNDLES:
         shutil.copytree(REPO / "bundles" / name / "configs", tmp_path / "bundles" / name / "configs")
+    pipeline_config = tmp_path / "bundles/nodule_pipeline/configs/inference.json"
+    pipeline_config.write_text(pipeline_config.read_text().replace('"max_components": 300', '"max_components": 7'))
     start = time.time()
 
     first = _demo(tmp_path)
+
+    assert "max_components=7" in first  # the copy's settings, not the repository's
 
     for stage in range(1, 9):
         assert f"\n--- {stage}. " in first, f"stage {stage} did not finish:\n{first[-3000:]}"
@@ -70,11 +74,35 @@ def test_demo_refuses_a_bundles_dir_without_the_configs(tmp_path: Path, capsys) 
     from lungmonai.demo import main
 
     with pytest.raises(SystemExit) as stop:
-        main(["--dataset_dir", str(tmp_path / "data"), "--bundles_dir", str(tmp_path)])
+        main(["--dataset_dir", str(tmp_path / "data"), "--bundles_dir", str(tmp_path / "bundles")])
 
     assert stop.value.code == 2
-    assert f"{tmp_path} is not a copy of the repository's bundles/" in capsys.readouterr().err
+    assert f"{tmp_path / 'bundles'} is not a copy of the repository's bundles/" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+    with pytest.raises(SystemExit):  # configs name each other bundles/<name>/..., so the name is part of the contract
+        main(["--dataset_dir", str(tmp_path / "data"), "--bundles_dir", str(tmp_path / "models")])
+    assert "must be a directory named bundles" in capsys.readouterr().err
+
+
+def test_a_retrained_classifier_makes_the_malignancy_model_train_again(tmp_path: Path, monkeypatch) -> None:
+    from lungmonai import demo
+
+    trained: list[str] = []
+    monkeypatch.setattr(demo._Run, "bundle", lambda self, bundle, configs, run_id, overrides: trained.append(bundle))
+    run = demo._Run(demo._parser().parse_args([]), tmp_path / "data", tmp_path / "bundles", tmp_path / "out")
+    files = {name: tmp_path / path for name, path in (("split", "data/prepared/split.json"),
+             ("nodule_cls", "bundles/nodule_cls/models/model.pt"),
+             ("nodule_malignancy", "bundles/nodule_malignancy/models/model.pt"))}
+    for age, name in ((300, "split"), (200, "nodule_cls"), (100, "nodule_malignancy")):
+        files[name].parent.mkdir(parents=True)
+        files[name].write_text(name)
+        os.utime(files[name], (time.time() - age, time.time() - age))
+
+    demo._train_malignancy(run)
+    assert trained == []  # fine-tuned after the classifier: current
+    os.utime(files["nodule_cls"])  # the classifier is trained again
+    demo._train_malignancy(run)
+    assert trained == ["nodule_malignancy"]
 
 
 def test_a_model_is_stale_when_any_of_its_inputs_is_newer_or_missing(tmp_path: Path) -> None:

@@ -36,10 +36,15 @@ class PipelineModels:
 
 
 @contextmanager
-def in_repo() -> Iterator[None]:
-    """Bundle configs name each other by repository-relative paths (``%bundles/...`` macros)."""
+def reading_bundles(bundles_dir: str | Path = BUNDLES) -> Iterator[None]:
+    """Bundle configs name each other by paths relative to the folder holding ``bundles/``
+    (``%bundles/nodule_cls/...`` macros), so they are read from there: a copy of ``bundles/``
+    elsewhere then resolves to its own files, not the repository's."""
+    bundles = Path(bundles_dir).resolve()
+    if bundles.name != "bundles":
+        raise ValueError(f"{bundles}: a bundles directory must be named 'bundles' (the configs refer to bundles/<name>/...)")
     previous = Path.cwd()
-    os.chdir(REPO)
+    os.chdir(bundles.parent)
     try:
         yield
     finally:
@@ -49,7 +54,7 @@ def in_repo() -> Iterator[None]:
 def _crop_classifier(bundle_root: Path, device: torch.device) -> tuple[nn.Module, Callable]:
     from monai.bundle import ConfigParser
 
-    with in_repo():
+    with reading_bundles(bundle_root.parent):
         parser = ConfigParser()
         parser.read_config(str(bundle_root / "configs" / "inference.json"))
         parser["bundle_root"] = str(bundle_root)

@@ -43,7 +43,7 @@ def _untrained_bundle(bundles: Path, name: str, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    bundles = tmp_path_factory.mktemp("bundles")
+    bundles = tmp_path_factory.mktemp("trained") / "bundles"  # configs name each other bundles/<name>/...
     for seed, name in enumerate(("nodule_seg", "nodule_cls", "nodule_malignancy")):
         _untrained_bundle(bundles, name, seed)
     return bundles
