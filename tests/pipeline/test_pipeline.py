@@ -154,6 +154,19 @@ def test_cli_flags_override_the_bundle_settings(monkeypatch, tmp_path: Path) -> 
     assert seen["s"].flip_tta_top == 32  # the bundle's inference.json default
 
 
+def test_settings_come_from_the_bundles_directory_given(tmp_path: Path) -> None:
+    from lungmonai.cli import bundle_settings
+
+    copy = tmp_path / "bundles"
+    shutil.copytree(REPO / "bundles/nodule_pipeline/configs", copy / "nodule_pipeline/configs")
+    config = copy / "nodule_pipeline/configs/inference.json"
+    config.write_text(config.read_text().replace('"flip_tta_top": 32', '"flip_tta_top": 5'))
+    assert bundle_settings(copy).flip_tta_top == 5 and bundle_settings().flip_tta_top == 32
+    shutil.copytree(copy, tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="named 'bundles'"):  # its macros could not find bundles/<name>/...
+        bundle_settings(tmp_path / "elsewhere")
+
+
 def test_cli_names_a_wrong_path_without_loading_models(monkeypatch, tmp_path: Path, capsys) -> None:
     import lungmonai.cli as cli
 
