@@ -32,6 +32,7 @@ def _demo(root: Path) -> str:
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     bars = [line for line in (result.stdout + result.stderr).splitlines() if "%|" in line]
     assert not bars, f"LUNGMONAI_PROGRESS=0 left progress bars in the log, e.g. {bars[0][:200]!r}"
+    assert "parsing config_file" not in result.stderr, "MONAI's untrusted-config warning was printed for the project's own configs"
     return result.stdout
 
 
