@@ -38,6 +38,7 @@ comes out about two voxel spacings short (one layer off each side).
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -416,10 +417,19 @@ def _rank_and_cap(frame: pd.DataFrame, max_components: int | None, source: str |
             f"{source + ': ' if source else ''}group_segmentation: {n} components, kept the {max_components} "
             f"with the highest segmentation score (p_seg_max, then voxels) and dropped {n - max_components}",
             ComponentCapWarning,
-            stacklevel=3,  # the caller of group_segmentation
+            stacklevel=_caller_stacklevel(),
         )
         frame = frame.iloc[:max_components].reset_index(drop=True)
     return frame
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside this module, so a warning points at the code
+    that called :func:`group_segmentation` or :func:`mask_and_group`, not into the package."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def erosion_iterations(spacing_xyz: np.ndarray, erosion_mm: float) -> int:

@@ -16,6 +16,7 @@ from lungmonai.grouping import (
     erosion_iterations,
     group_segmentation,
     label_segmentation,
+    mask_and_group,
     segmentation_mask,
 )
 from lungmonai.io.volume import Geometry
@@ -102,6 +103,9 @@ def test_cap_keeps_the_best_components_and_warns():
     assert len(frame) == 2 and frame.attrs["components_found"] == 5  # what the cap cut stays known
     with pytest.warns(ComponentCapWarning, match=r"^scan\.mhd: group_segmentation: 5 components, kept the 2 "):
         group_segmentation(prob, flat_hu(shape), UNIT, max_components=2, source="scan.mhd")  # names its CT
+    with pytest.warns(ComponentCapWarning) as caught:
+        mask_and_group(prob, flat_hu(shape), UNIT, erosion_mm=0.0, max_components=2)
+    assert caught[0].filename == __file__  # through mask_and_group too
     assert frame["p_seg_max"].tolist() == pytest.approx([0.99, 0.95])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
