@@ -13,7 +13,6 @@ from lungmonai.cache.atomic import atomic_write_csv, atomic_write_json, atomic_w
 from lungmonai.data.candidates import assert_no_leak, require_prepared
 from lungmonai.grouping import ComponentCapWarning
 from lungmonai.io import find_series, read_ct
-from lungmonai.lidc.join import read_annotations_with_malignancy
 from lungmonai.metrics.confusion import confusion_for_ct, confusion_summary, confusion_to_dict, format_confusion, sum_confusion
 from lungmonai.metrics.froc import bootstrap_froc, froc_figure, froc_to_json
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
@@ -21,18 +20,44 @@ from lungmonai.pipeline.models import PipelineModels, load_models
 from lungmonai.pipeline.report import write_reports
 from lungmonai.plots import save_figure
 from lungmonai.progress import progress
+from lungmonai.tables.candidates import (
+    ANNOTATION_COLUMNS,
+    ANNOTATION_FILE,
+    MALIGNANCY_COLUMNS,
+    MALIGNANCY_FILE,
+    match_malignancy,
+    read_luna_csv,
+)
 from lungmonai.tables.splits import load_split
 
 _XYZ = ["coordX", "coordY", "coordZ"]
 
 
 def _truth(dataset_dir: Path) -> pd.DataFrame:
-    """Annotated nodules with a malignancy flag (all benign when no malignancy table exists)."""
-    malignancy = dataset_dir / "annotations_with_malignancy.csv"
-    if malignancy.is_file():
-        return read_annotations_with_malignancy(malignancy)
-    annotations = pd.read_csv(dataset_dir / "annotations.csv", dtype={"seriesuid": str})
-    return annotations.assign(mal_bool=False)
+    """LUNA16's ``annotations.csv`` (what FROC is scored on) with ``mal_bool`` attached from
+    ``annotations_with_malignancy.csv`` when present. That table leaves out annotations with no
+    LIDC match; they stay nodules here, counted benign (no read rates them malignant), so a hit
+    on one is a hit and not a false positive."""
+    annotations = read_luna_csv(dataset_dir / ANNOTATION_FILE, ANNOTATION_COLUMNS)
+    malignancy_path = dataset_dir / MALIGNANCY_FILE
+    if not malignancy_path.is_file():
+        return annotations.assign(mal_bool=False)
+    malignancy = read_luna_csv(malignancy_path, MALIGNANCY_COLUMNS)
+    flags, _ = match_malignancy(annotations, malignancy, malignancy_path)
+    return annotations.assign(mal_bool=flags)
+
+
+def json_number(value: float) -> float | None:
+    """A float for JSON; None where it is undefined (NaN, e.g. CPM over scans without nodules)."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _froc_line(froc: dict[str, Any]) -> str:
+    if not froc["total_nodules"]:
+        return "\nCPM undefined: no annotated nodule in these series (false positives only)\n"
+    lo, hi = froc["cpm_ci"]
+    return (f"\nCPM {froc['cpm']:.3f} (95% CI {lo:.3f}-{hi:.3f}); "
+            f"sensitivity at 1/8..8 FPs/scan: {', '.join(f'{s:.2f}' for s in froc['sensitivities'])}\n")
 
 
 def _cap_line(found: dict[str, int], cap: int) -> str:
@@ -59,6 +84,8 @@ def evaluate_split(
     prepared = require_prepared(prepared_dir or dataset / "prepared")
     assert_no_leak(prepared, ["train"], [part])
     series = load_split(prepared / "split.json").series_in(part)
+    if not series:
+        raise ValueError(f"{prepared / 'split.json'}: the {part!r} part holds no series")
     paths = find_series(dataset)
     missing = [uid for uid in series if uid not in paths]
     if missing:
@@ -105,8 +132,8 @@ def evaluate_split(
         "series": len(series),
         "seconds_per_ct_median": float(np.median(seconds)) if seconds else None,
         "froc": froc_to_json(froc, include_nodules=False),
-        "cpm": froc["cpm"],
-        "cpm_ci": froc.get("cpm_ci"),
+        "cpm": json_number(froc["cpm"]),
+        "cpm_ci": [json_number(v) for v in froc["cpm_ci"]] if "cpm_ci" in froc else None,
         "confusion": confusion_to_dict(total),
         "confusion_summary": confusion_summary(total),
         "malignant_recall": float(malignant_row[3] / malignant_row.sum()) if malignant_row.sum() else None,
@@ -114,10 +141,7 @@ def evaluate_split(
         "components_found_per_ct": found,
     }
     atomic_write_json(out / "metrics.json", metrics)
-    text = format_confusion(total, title=f"{part}: {len(series)} CTs") + (
-        f"\nCPM {froc['cpm']:.3f} (95% CI {froc['cpm_ci'][0]:.3f}-{froc['cpm_ci'][1]:.3f}); "
-        f"sensitivity at 1/8..8 FPs/scan: {', '.join(f'{s:.2f}' for s in froc['sensitivities'])}\n"
-    ) + _cap_line(found, settings.max_components)
+    text = format_confusion(total, title=f"{part}: {len(series)} CTs") + _froc_line(froc) + _cap_line(found, settings.max_components)
     atomic_write_text(out / "summary.txt", text)
     print(text, flush=True)
     return metrics

@@ -39,14 +39,14 @@ def nodule_records(analysis: Analysis, settings: PipelineSettings) -> list[dict[
     records = []
     nodules = analysis.nodules(settings).sort_values("p_nodule", ascending=False, kind="stable")
     for rank, row in enumerate(nodules.itertuples(index=False), start=1):
-        p_mal = None if pd.isna(row.p_malignant) else round(float(row.p_malignant), 4)
+        p_mal = None if pd.isna(row.p_malignant) else float(row.p_malignant)
         records.append({
             "rank": rank,
             "center_xyz": [round(float(v), 2) for v in (row.center_x, row.center_y, row.center_z)],
             "center_irc": [int(round(float(v))) for v in (row.center_i, row.center_r, row.center_c)],
             "p_nodule": round(float(row.p_nodule), 4),
-            "p_malignant": p_mal,
-            "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),
+            "p_malignant": None if p_mal is None else round(p_mal, 4),
+            "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),  # unrounded, as the confusion table decides
             "voxels": int(row.voxels),
             "diameter_mm": round(float(row.diameter_mm), 2),
         })

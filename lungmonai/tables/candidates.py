@@ -47,7 +47,7 @@ class CandidateTableError(ValueError):
     """A CSV is missing, lacks columns or holds values that cannot be parsed."""
 
 
-def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
+def read_luna_csv(path: Path, required: list[str]) -> pd.DataFrame:
     """Read a LUNA CSV keeping series uids as strings; fail naming the file and the columns."""
     try:
         frame = pd.read_csv(path, dtype={"seriesuid": str, "series_uid": str})
@@ -167,13 +167,13 @@ def build_candidate_table(
     ann_path = dataset_dir / ANNOTATION_FILE
     if not ann_path.is_file():
         raise CandidateTableError(f"{ann_path}: annotations file not found (columns {ANNOTATION_COLUMNS})")
-    candidates = _read_csv(cand_path, CANDIDATE_COLUMNS)
-    annotations = _read_csv(ann_path, ANNOTATION_COLUMNS)
+    candidates = read_luna_csv(cand_path, CANDIDATE_COLUMNS)
+    annotations = read_luna_csv(ann_path, ANNOTATION_COLUMNS)
 
     mal_path = dataset_dir / MALIGNANCY_FILE
     matched = None
     if mal_path.is_file():
-        malignancy = _read_csv(mal_path, MALIGNANCY_COLUMNS)
+        malignancy = read_luna_csv(mal_path, MALIGNANCY_COLUMNS)
         is_malignant, matched = match_malignancy(annotations, malignancy, mal_path)
     else:
         is_malignant = np.zeros(len(annotations), dtype=bool)
@@ -258,7 +258,7 @@ def load_candidate_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise CandidateTableError(f"{path}: candidate table not found (run data_prep/prepare_luna.py)")
-    frame = _read_csv(path, [])
+    frame = read_luna_csv(path, [])
     return validate_candidate_table(frame, str(path))
 
 

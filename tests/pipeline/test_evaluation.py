@@ -1,0 +1,84 @@
+"""evaluate_split's truth and edge cases, with the CT reading and the models faked: what is
+scored here is the bookkeeping, not the networks (tests/pipeline/test_pipeline.py runs those)."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lungmonai.pipeline.evaluation as evaluation
+
+MALIGNANCY_HEADER = ("seriesuid,coordX,coordY,coordZ,diameter_mm,mal_bool,mal_details,"
+                     "bboxLowX,bboxLowY,bboxLowZ,bboxHighX,bboxHighY,bboxHighZ,len_mal_details\n")
+
+
+def _fake_dataset(monkeypatch, tmp_path: Path, series: list[str], detections_xyz: list[tuple[float, float, float]]) -> Path:
+    """A dataset directory whose split, CTs and analysis are stand-ins; every CT reports the
+    same detections (P(nodule) falling from 0.9, P(malignant) 0.9)."""
+    monkeypatch.setattr(evaluation, "require_prepared", lambda p: Path(p))
+    monkeypatch.setattr(evaluation, "assert_no_leak", lambda *a, **k: None)
+    monkeypatch.setattr(evaluation, "load_split", lambda p: types.SimpleNamespace(series_in=lambda part: list(series)))
+    monkeypatch.setattr(evaluation, "find_series", lambda d: {uid: uid for uid in series})
+    monkeypatch.setattr(evaluation, "read_ct", lambda path: path)
+
+    def analyze_ct(uid, models, settings):
+        xyz = np.asarray(detections_xyz, dtype=np.float64).reshape(-1, 3)
+        n = len(xyz)
+        candidates = pd.DataFrame({"center_x": xyz[:, 0], "center_y": xyz[:, 1], "center_z": xyz[:, 2],
+                                   "p_nodule": np.linspace(0.9, 0.5, n), "p_malignant": np.full(n, 0.9)})
+        return types.SimpleNamespace(candidates=candidates, seconds={"all": 1.0}, components_found=n)
+
+    monkeypatch.setattr(evaluation, "analyze_ct", analyze_ct)
+    return tmp_path
+
+
+def _evaluate(dataset: Path, tmp_path: Path, part: str = "test") -> dict:
+    models = types.SimpleNamespace(malignancy=object())
+    return evaluation.evaluate_split(dataset, part, tmp_path / "out", models=models, n_boot=20, reports=False)
+
+
+def test_froc_scores_every_luna16_annotation_even_without_lidc_ratings(monkeypatch, tmp_path: Path) -> None:
+    # The malignancy table leaves out annotations with no LIDC match; FROC is scored on
+    # annotations.csv, so finding that nodule is a hit, and the confusion table counts it benign.
+    dataset = _fake_dataset(monkeypatch, tmp_path, ["s1"], [(0, 0, 0), (40, 0, 0)])
+    (dataset / "annotations.csv").write_text(
+        "seriesuid,coordX,coordY,coordZ,diameter_mm\ns1,0,0,0,8\ns1,40,0,0,8\n")
+    (dataset / "annotations_with_malignancy.csv").write_text(
+        MALIGNANCY_HEADER + 's1,0.0000001,0,0,8,True,"[4, 5, 4]",-4,-4,-4,4,4,4,3\n')
+    metrics = _evaluate(dataset, tmp_path)
+    assert metrics["froc"]["total_nodules"] == 2
+    assert metrics["froc"]["false_positives"] == 0
+    assert metrics["cpm"] == pytest.approx(1.0)
+    confusion = metrics["confusion"]
+    assert confusion["counts"]["Malignant"]["Predicted malignant"] == 1  # matched through the float noise in the centre
+    assert confusion["counts"]["Benign"]["Predicted malignant"] == 1  # the unrated annotation: a nodule, not a false positive
+
+
+def test_series_without_nodules_give_an_undefined_cpm_and_still_every_file(monkeypatch, tmp_path: Path) -> None:
+    dataset = _fake_dataset(monkeypatch, tmp_path, ["s1", "s2"], [(0, 0, 0)])
+    (dataset / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\nother,0,0,0,8\n")
+    metrics = _evaluate(dataset, tmp_path)
+    assert metrics["cpm"] is None and metrics["cpm_ci"] == [None, None]
+    written = json.loads((tmp_path / "out/metrics.json").read_text())
+    assert written["cpm"] is None and written["confusion"]["counts"]["Non-nodule"]["Predicted malignant"] == 2
+    assert "CPM undefined: no annotated nodule" in (tmp_path / "out/summary.txt").read_text()
+
+
+def test_an_empty_part_is_refused_before_any_work(monkeypatch, tmp_path: Path) -> None:
+    dataset = _fake_dataset(monkeypatch, tmp_path, [], [])
+    (dataset / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n")
+    with pytest.raises(ValueError, match=r"split\.json: the 'test' part holds no series"):
+        _evaluate(dataset, tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_broken_annotations_file_is_named(monkeypatch, tmp_path: Path) -> None:
+    dataset = _fake_dataset(monkeypatch, tmp_path, ["s1"], [(0, 0, 0)])
+    (dataset / "annotations.csv").write_text("seriesuid,coordX,coordY\ns1,0,0\n")
+    with pytest.raises(ValueError, match=r"annotations\.csv: missing column\(s\) \['coordZ', 'diameter_mm'\]"):
+        _evaluate(dataset, tmp_path)

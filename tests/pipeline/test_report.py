@@ -1,0 +1,26 @@
+"""The per-CT report agrees with the evaluation's confusion table on which nodules are malignant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lungmonai.metrics.confusion import detection_classes
+from lungmonai.pipeline.analysis import Analysis, PipelineSettings
+from lungmonai.pipeline.report import nodule_records
+
+
+def test_malignant_flag_uses_the_unrounded_probability_like_the_confusion_table() -> None:
+    p_malignant = np.array([0.49996, 0.5, 0.93])
+    candidates = pd.DataFrame({
+        "center_x": [0.0, 10.0, 20.0], "center_y": 0.0, "center_z": 0.0, "center_i": 1.0, "center_r": 2.0,
+        "center_c": 3.0, "p_nodule": [0.9, 0.8, 0.7], "p_malignant": p_malignant, "voxels": 5, "diameter_mm": 4.0,
+    })
+    analysis = Analysis(ct=None, candidates=candidates, mask=np.zeros((1, 1, 1), bool))
+    settings = PipelineSettings(nodule_threshold=0.5, malignancy_threshold=0.5)
+    records = nodule_records(analysis, settings)
+    assert [r["p_malignant"] for r in records] == [0.5, 0.5, 0.93]  # shown rounded
+    assert [r["malignant"] for r in records] == [False, True, True]  # decided on the exact value
+    classes = detection_classes(candidates["p_nodule"].to_numpy(), p_malignant, nodule_threshold=0.5,
+                                malignancy_threshold=0.5)
+    assert [bool(c == 3) for c in classes] == [r["malignant"] for r in records]  # 3: predicted malignant
