@@ -47,6 +47,14 @@ def cycled_permutation(pool: np.ndarray, count: int, rng: np.random.Generator) -
     return np.concatenate([rng.permutation(pool) for _ in range(passes)])[:count]
 
 
+def rank_block(indices: np.ndarray, num_replicas: int, rank: int) -> np.ndarray:
+    """This rank's contiguous block of one epoch's global order, padded from the order's start
+    to a multiple of ``num_replicas`` so that every rank gets the same count (DDP's collectives
+    hang when one rank runs a batch more than another)."""
+    share = -(-len(indices) // num_replicas)
+    return np.resize(indices, share * num_replicas)[rank * share : (rank + 1) * share]
+
+
 class BalancedSampler(DistributedSampler):
     """Sampler yielding ``balanced_indices`` for the current epoch; DDP-aware.
 
@@ -55,7 +63,10 @@ class BalancedSampler(DistributedSampler):
     ``set_epoch`` at each epoch start only on ``DistributedSampler`` instances; ``num_replicas``
     and ``rank`` are always passed explicitly, so no process group is needed. With
     ``num_replicas > 1`` every rank draws the same global order from the shared seed and takes its
-    own stride of it, so ranks see disjoint samples. Unlike ``DistributedSampler``,
+    own contiguous block of it: each rank keeps the 1:``ratio`` mix (a stride would hand every
+    positive slot to the same rank whenever ``ratio + 1`` and the world size share a factor).
+    As in ``DistributedSampler`` the order is padded from its start to a multiple of the world
+    size, so every rank runs the same number of batches (unequal counts hang DDP's collectives).
     ``num_samples`` is the epoch length summed over all ranks (``len()`` is this rank's share).
     """
 
@@ -82,7 +93,7 @@ class BalancedSampler(DistributedSampler):
         # (seed, epoch) rather than seed + epoch: runs with neighbouring seeds must not replay
         # each other's epochs shifted by one.
         indices = balanced_indices(self.labels, self.ratio, self.num_samples, (self.seed, self.epoch))
-        return iter(indices[self.rank :: self.num_replicas].tolist())
+        return iter(rank_block(indices, self.num_replicas, self.rank).tolist())
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.num_samples, self.num_replicas))
+        return -(-self.num_samples // self.num_replicas)

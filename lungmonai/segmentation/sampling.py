@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from lungmonai.data.sampling import cycled_permutation
+from lungmonai.data.sampling import cycled_permutation, rank_block
 
 
 def group_share_indices(groups: Sequence[int] | np.ndarray, shares: Sequence[float], num_samples: int, seed: int) -> np.ndarray:
@@ -40,7 +40,8 @@ def group_share_indices(groups: Sequence[int] | np.ndarray, shares: Sequence[flo
 class GroupShareSampler(Sampler[int]):
     """Sampler over :func:`group_share_indices`, a new draw each epoch; DDP-aware.
 
-    Every rank draws the same global order from the shared seed and takes its own stride.
+    Every rank draws the same global order from the shared seed and takes its own block of it,
+    all blocks of one length (:func:`~lungmonai.data.sampling.rank_block`).
     MONAI only calls ``set_epoch`` on DistributedSampler, so each ``__iter__`` also moves to
     the next epoch by itself (a resumed run therefore replays the first epochs' draws).
     """
@@ -68,7 +69,7 @@ class GroupShareSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         indices = group_share_indices(self.groups, self.shares, self.num_samples, self.seed + self.epoch)
         self.epoch += 1
-        return iter(indices[self.rank :: self.num_replicas].tolist())
+        return iter(rank_block(indices, self.num_replicas, self.rank).tolist())
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.num_samples, self.num_replicas))
+        return -(-self.num_samples // self.num_replicas)

@@ -80,7 +80,7 @@ def test_balancing_needs_both_classes():
 
 
 @pytest.mark.parametrize("num_samples", [40, 41])
-def test_ranks_get_disjoint_strides_of_one_epoch(num_samples):
+def test_ranks_get_equal_disjoint_blocks_of_one_epoch(num_samples):
     full = BalancedSampler(LABELS, ratio=1, num_samples=num_samples, seed=2)
     full.set_epoch(4)
     whole = list(full)
@@ -88,13 +88,20 @@ def test_ranks_get_disjoint_strides_of_one_epoch(num_samples):
     for rank in range(2):
         sampler = BalancedSampler(LABELS, ratio=1, num_samples=num_samples, seed=2, num_replicas=2, rank=rank)
         sampler.set_epoch(4)
-        part = list(sampler)
-        assert len(part) == len(sampler)
-        assert part == whole[rank::2]
-        parts.append(part)
-    # the strides partition the epoch's slots: together they are exactly the global order
-    assert sorted(parts[0] + parts[1]) == sorted(whole)
-    assert len(parts[0]) + len(parts[1]) == num_samples
+        parts.append(list(sampler))
+        assert len(parts[-1]) == len(sampler) == 20 + num_samples % 2  # equal: DDP needs the same batch count
+    # the blocks cover the epoch's order, padded from its start to a multiple of the world size
+    assert parts[0] + parts[1] == (whole + whole)[: 2 * len(parts[0])]
+
+
+@pytest.mark.parametrize(("ratio", "world"), [(1, 2), (3, 2), (2, 3), (1, 4)])
+def test_every_rank_keeps_the_class_mix(ratio, world):
+    labels = np.zeros(100, bool)
+    labels[:5] = True
+    for rank in range(world):
+        sampler = BalancedSampler(labels, ratio=ratio, num_samples=48, seed=0, num_replicas=world, rank=rank)
+        share = labels[list(sampler)].mean()
+        assert abs(share - 1 / (ratio + 1)) <= 1 / len(sampler), (rank, share)
 
 
 def test_is_a_distributed_sampler_without_a_process_group():

@@ -33,5 +33,14 @@ def test_sampler_redraws_each_epoch_and_ranks_are_disjoint() -> None:
     for s in ranks:
         s.set_epoch(0)
     a, b = list(ranks[0]), list(ranks[1])
-    merged = [x for pair in zip(a, b) for x in pair]
-    assert len(ranks[0]) == 25 and merged == first
+    assert len(ranks[0]) == len(a) == 25 and a + b == first
+
+
+def test_ranks_run_the_same_number_of_samples() -> None:
+    # an odd epoch length: without padding one rank would run a batch more and hang DDP
+    groups = np.arange(100) % 3
+    ranks = [GroupShareSampler(groups, [0.4, 0.3, 0.3], 63, seed=1, num_replicas=2, rank=r) for r in (0, 1)]
+    whole = list(GroupShareSampler(groups, [0.4, 0.3, 0.3], 63, seed=1))
+    a, b = list(ranks[0]), list(ranks[1])
+    assert len(a) == len(b) == len(ranks[1]) == 32
+    assert a + b == whole + whole[:1]  # padded from the epoch's start
