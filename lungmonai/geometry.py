@@ -24,8 +24,11 @@ def irc_to_xyz(irc: np.ndarray, geometry: Geometry) -> np.ndarray:
 def xyz_to_irc_continuous(xyz: np.ndarray, geometry: Geometry) -> np.ndarray:
     """Patient mm (..., 3) to continuous voxel index (..., 3) in irc order."""
     xyz = np.asarray(xyz, dtype=np.float64)
-    offset = (xyz - geometry.origin_xyz).reshape(-1, 3).T
-    cri = np.linalg.solve(geometry.direction, offset).T / geometry.spacing_xyz
+    # ITK's order of operations: one precomputed inverse of direction * diag(spacing), then a
+    # product. Solving and dividing instead differs in the last bit, which flips the rounding of
+    # points on a voxel boundary (a different voxel from SimpleITK's for the same point).
+    to_index = np.linalg.inv(geometry.direction * geometry.spacing_xyz)
+    cri = (xyz - geometry.origin_xyz).reshape(-1, 3) @ to_index.T
     return cri[:, ::-1].reshape(xyz.shape)
 
 

@@ -118,3 +118,14 @@ def test_non_symmetric_direction_example() -> None:
     geometry = Geometry((10.0, 20.0, 30.0), (1.0, 1.0, 1.0), [[1, 0, 0], [1, 1, 0], [0, 0, 1]])
     np.testing.assert_allclose(irc_to_xyz([0, 0, 1], geometry), [11.0, 21.0, 30.0])
     np.testing.assert_allclose(xyz_to_irc_continuous([11.0, 21.0, 30.0], geometry), [0, 0, 1])
+
+
+def test_voxel_boundary_points_round_like_sitk_on_luna16_geometry() -> None:
+    # Points built from half-integer indices sit on voxel boundaries; the last bit of the
+    # arithmetic decides their voxel, so it must be ITK's (one inverse matrix, then a product).
+    geometry = Geometry((69.117, 164.324, 66.087), (0.6640625, 0.6640625, 0.625))
+    image = sitk_image(geometry)
+    rng = np.random.default_rng(1)
+    xyz = irc_to_xyz(rng.integers(0, 500, size=(2000, 3)) + 0.5, geometry)
+    expected = [image.TransformPhysicalPointToIndex(p.tolist())[::-1] for p in xyz]
+    np.testing.assert_array_equal(xyz_to_irc(xyz, geometry), expected)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +21,17 @@ import numpy as np
 import pandas as pd
 
 TEMP_SUFFIX = ".tmp"
+STALE_AFTER_S = 3600.0
+"""A temp file untouched this long belongs to a killed writer; a younger one may be another
+process's write in progress (two runs building the same cache), which must not be deleted."""
+
+
+def _file_mode() -> int:
+    """What ``open()`` would give a new file: 0o666 less the umask (``mkstemp`` makes 0o600,
+    which would hide caches, splits and reports from the other users of a shared machine)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -49,6 +61,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool =
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode.replace("x", "w"), **open_kwargs) as handle:
             yield handle
             handle.flush()
@@ -96,14 +109,17 @@ def atomic_write_csv(path: str | os.PathLike[str], frame: pd.DataFrame, *, fsync
     return Path(path)
 
 
-def remove_stale_temps(directory: str | os.PathLike[str]) -> int:
-    """Delete temp files a killed writer left in ``directory``; returns how many."""
+def remove_stale_temps(directory: str | os.PathLike[str], older_than_s: float = STALE_AFTER_S) -> int:
+    """Delete temp files a killed writer left in ``directory`` (untouched for ``older_than_s``);
+    returns how many."""
     directory = Path(directory)
     if not directory.is_dir():
         return 0
     removed = 0
+    now = time.time()
     for tmp in directory.glob(f".*{TEMP_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-            removed += 1
+            if now - tmp.stat().st_mtime >= older_than_s:
+                tmp.unlink()
+                removed += 1
     return removed

@@ -61,6 +61,15 @@ def _check_uniform_slices(directory: Path, reader: sitk.ImageSeriesReader, image
         raise CTReadError(directory, "malformed ImagePositionPatient (0020,0032)") from None
     normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
     steps = np.diff(positions @ normal)
+    # A gantry-tilted series steps sideways too; ITK's grid has no room for that and would
+    # place every slice but the first off by the accumulated shift.
+    sideways = np.linalg.norm(np.diff(positions, axis=0) - np.outer(steps, normal), axis=1)
+    if len(sideways) and sideways.max() > _SPACING_RTOL * abs(float(np.median(steps))) + _SPACING_ATOL_MM:
+        raise CTReadError(
+            directory,
+            f"slices are not stacked along their normal (gantry tilt?): each steps {sideways.max():.4g} mm "
+            "sideways; resample the series onto an orthogonal grid first",
+        )
     median = float(np.median(steps))
     worst = int(np.argmax(np.abs(steps - median)))
     if median <= 0 or abs(steps[worst] - median) > _SPACING_RTOL * median + _SPACING_ATOL_MM:

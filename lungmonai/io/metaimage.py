@@ -188,7 +188,7 @@ def parse_header(path: Path) -> MetaHeader:
     data_name = fields["ElementDataFile"]
     if not data_name:
         raise CTReadError(path, "malformed header key ElementDataFile: no data file named")
-    if data_name.upper() == "LIST" or "%" in data_name:
+    if data_name.split()[0].upper() == "LIST" or "%" in data_name:  # "LIST", "LIST 2D", "s%03d.raw 1 40 1"
         raise CTReadError(
             path, f"unsupported ElementDataFile = {data_name!r} (one data file per slice)"
         )

@@ -109,16 +109,20 @@ def check_dataset(
         report.problems.append(f"{root}: dataset directory not found")
         return report
     subsets = sorted(p for p in root.glob("subset*") if p.is_dir())
+    if any(p.is_file() and not p.name.startswith(".") for p in root.glob("*.mhd")):
+        subsets.append(root)  # series directly in the dataset folder count, as find_series reads them
     if not subsets:
-        report.problems.append(f"{root}: no subset*/ directories")
+        report.problems.append(f"{root}: no subset*/ directories and no .mhd files")
     series: dict[str, Path] = {}
     mhds: list[Path] = []
     for subset in subsets:
         files = [p for p in subset.iterdir() if p.is_file() and not p.name.startswith(".")]
+        if subset == root:
+            files = [p for p in files if p.suffix.lower() in (".mhd", *DATA_SUFFIXES)]
         counts: dict[str, int] = {}
         for p in files:
             counts[p.suffix.lower() or "(none)"] = counts.get(p.suffix.lower() or "(none)", 0) + 1
-        report.files_per_subset[subset.name] = counts
+        report.files_per_subset["(top level)" if subset == root else subset.name] = counts
         stems = {p.stem for p in files if p.suffix.lower() == ".mhd"}
         for p in sorted(files):
             if p.suffix.lower() == ".mhd":

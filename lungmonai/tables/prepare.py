@@ -71,6 +71,10 @@ def prepare_dataset(
 
     start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else default_prepared_dir(dataset_dir)
+    if out.resolve() == Path(dataset_dir).resolve():
+        # The prepared table is named candidates.csv too: it would replace LUNA16's own file.
+        raise ValueError(f"{out}: the prepared directory cannot be the dataset directory itself "
+                         f"(its {TABLE_FILE} would be overwritten); use {default_prepared_dir(dataset_dir)}")
     out.mkdir(parents=True, exist_ok=True)
     series_paths = find_series(dataset_dir)
     table, table_summary = build_candidate_table(dataset_dir, series_paths)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import time
 
 import numpy as np
 import pandas as pd
@@ -47,8 +50,23 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
     assert json.loads(target.read_text()) == {"old": True}
 
 
-def test_remove_stale_temps(tmp_path):
-    (tmp_path / ".crops.npy.abc.tmp").write_bytes(b"half")
+def test_remove_stale_temps_spares_writes_in_progress(tmp_path):
+    old = tmp_path / ".crops.npy.abc.tmp"
+    old.write_bytes(b"half, from a killed writer")
+    os.utime(old, (time.time() - 2 * 3600, time.time() - 2 * 3600))
+    young = tmp_path / ".crops.npy.def.tmp"
+    young.write_bytes(b"another process is writing this")
     (tmp_path / "crops.npy").write_bytes(b"keep")
     assert remove_stale_temps(tmp_path) == 1
-    assert (tmp_path / "crops.npy").exists()
+    assert not old.exists() and young.exists() and (tmp_path / "crops.npy").exists()
+
+
+def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "split.json", {"a": 1})
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "split.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o644

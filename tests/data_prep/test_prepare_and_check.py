@@ -84,3 +84,25 @@ def test_check_finds_missing_data_file_and_missing_series(dataset):
     assert checked.returncode == 1 and "row(s) name 1 series not on disk" in checked.stdout
     lenient = run("check_dataset.py", "--dataset_dir", str(dataset.root), "--allow_missing_series")
     assert lenient.returncode == 0, lenient.stdout
+
+
+def test_check_counts_series_in_the_dataset_folder_itself(dataset):
+    # find_series reads top-level .mhd files; the check must see (and check) the same series
+    mhd = dataset.series[dataset.series_uids[0]]
+    for path in (mhd, mhd.with_suffix(".raw")):
+        path.rename(dataset.root / path.name)
+    checked = run("check_dataset.py", "--dataset_dir", str(dataset.root))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "series (.mhd): 4" in checked.stdout and "(top level): 1 .mhd, 1 .raw" in checked.stdout
+    (dataset.root / mhd.with_suffix(".raw").name).unlink()
+    broken = run("check_dataset.py", "--dataset_dir", str(dataset.root))
+    assert broken.returncode == 1 and f"{dataset.root / mhd.name}: data file {mhd.stem}.raw is missing" in broken.stdout
+
+
+def test_prepare_refuses_to_write_over_the_dataset_csvs(dataset):
+    from lungmonai.tables.prepare import prepare_dataset
+
+    original = (dataset.root / "candidates.csv").read_text()
+    with pytest.raises(ValueError, match=r"cannot be the dataset directory itself .*candidates\.csv would be overwritten"):
+        prepare_dataset(dataset.root, dataset.root, cache=False)
+    assert (dataset.root / "candidates.csv").read_text() == original

@@ -115,3 +115,15 @@ def test_truncated_slice_is_refused(tmp_path: Path) -> None:
     paths[0].write_bytes(paths[0].read_bytes()[:-30])
     message = read_error(tmp_path)
     assert "could not be read" in message and paths[0].name in message
+
+
+def test_gantry_tilted_series_is_refused(tmp_path: Path) -> None:
+    # Each slice 1 mm further along y: ITK would stack them straight and misplace all but the first.
+    paths = write_series(tmp_path, hu_volume(), direction=np.eye(3), origin=(0.0, 0.0, 0.0))
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [f"{x:g}", f"{round(z / SPACING[2]) * 1.0:g}", f"{z:g}"]
+        ds.save_as(path)
+    message = read_error(tmp_path)
+    assert "not stacked along their normal" in message and "1 mm sideways" in message

@@ -286,6 +286,7 @@ def test_header_synonyms_are_accepted(tmp_path: Path) -> None:
         ("CompressedData", "maybe", "expected True or False"),
         ("BinaryDataByteOrderMSB", "yes", "expected True or False"),
         ("ElementDataFile", "LIST", "unsupported ElementDataFile"),
+        ("ElementDataFile", "LIST 2D", "unsupported ElementDataFile"),
         ("BinaryData", "False", "ASCII"),
         ("ObjectType", "Mesh", "not an image"),
         ("ElementByteOrderMSB", "True", "disagree"),
