@@ -71,9 +71,15 @@ class ResumableCheckpoint:
         missing = [name for name in self.objects if name not in state]
         if missing:
             raise ValueError(f"{self.path}: checkpoint lacks {missing}; it was not written by this bundle")
-        max_epochs = engine.state.max_epochs
+        max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         for name, obj in self.objects.items():
             unwrap(obj).load_state_dict(state[name])
         # A resumed run may be asked to go further than the one that wrote the checkpoint.
         engine.state.max_epochs = max(max_epochs or 0, engine.state.epoch)
+        if epoch_length and engine.state.epoch_length != epoch_length:
+            # A new batch size or epoch_samples: the epochs to come are this run's loader's
+            # length, not the old run's (samples seen stays exact, it counts samples).
+            logger.info("epoch length %d -> %d iterations (this run's loader)", engine.state.epoch_length, epoch_length)
+            engine.state.epoch_length = epoch_length
+            engine.state.iteration = engine.state.epoch * epoch_length
         logger.info("resumed from %s at epoch %d, iteration %d", self.path, engine.state.epoch, engine.state.iteration)

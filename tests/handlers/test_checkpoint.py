@@ -24,7 +24,7 @@ def _items():
     return [{"image": x[i], "label": torch.tensor(int(x[i, 0] > 0))} for i in range(N_ITEMS)]
 
 
-def _trainer(path, max_epochs, resume, seed):
+def _trainer(path, max_epochs, resume, seed, batch=BATCH):
     torch.manual_seed(seed)  # a different seed per run: a resumed run must not depend on it
     network = torch.nn.Linear(3, 2)
     optimizer = torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9)
@@ -37,7 +37,7 @@ def _trainer(path, max_epochs, resume, seed):
     trainer = SupervisedTrainer(
         device=torch.device("cpu"),
         max_epochs=max_epochs,
-        train_data_loader=DataLoader(_items(), batch_size=BATCH, shuffle=False),
+        train_data_loader=DataLoader(_items(), batch_size=batch, shuffle=False),
         network=network,
         optimizer=optimizer,
         loss_function=torch.nn.CrossEntropyLoss(),
@@ -154,3 +154,14 @@ def test_save_replaces_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path)["v"] == 2  # the previous checkpoint is intact
     assert _tmp_files(tmp_path) == []  # and no temp file is left behind
+
+
+def test_resume_with_another_batch_size_runs_the_new_loaders_epochs(tmp_path):
+    path = tmp_path / "last.pt"
+    _trainer(path, max_epochs=2, resume=False, seed=0)[0].run()  # 3 batches of 4 per epoch
+    trainer, *_, seen = _trainer(path, max_epochs=3, resume=True, seed=0, batch=6)  # 2 batches of 6
+    iterations = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(e.state.iteration))
+    trainer.run()
+    assert trainer.state.epoch_length == 2 and iterations == [5, 6]
+    assert seen.count == 2 * N_ITEMS + N_ITEMS  # two epochs of the old run, one of the new
