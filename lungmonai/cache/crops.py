@@ -108,6 +108,8 @@ class CacheParams:
         lo, hi = self.hu_clip
         if not (-32768 <= lo < hi <= 32767):
             raise ValueError(f"hu_clip must be an increasing int16 pair, got {self.hu_clip}")
+        if not lo <= self.pad_value <= hi:  # padding outside the clip range would differ from an in-CT crop of air
+            raise ValueError(f"pad_value {self.pad_value} lies outside hu_clip {self.hu_clip}")
 
     def to_json(self) -> dict[str, Any]:
         return {"crop_shape": list(self.crop_shape), "hu_clip": list(self.hu_clip), "pad_value": self.pad_value}

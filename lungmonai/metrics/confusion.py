@@ -152,6 +152,8 @@ def confusion_table(
     mal_col = next((c for c in _MALIGNANT_ALIASES if c in ann.columns), None)
     if mal_col is None:
         raise KeyError(f"annotations: missing a malignancy column ({' or '.join(_MALIGNANT_ALIASES)})")
+    if ann[mal_col].isna().any():  # astype(bool) would count an unknown rating as malignant
+        raise ValueError(f"annotations: {int(ann[mal_col].isna().sum())} row(s) without a {mal_col} value")
     det_groups = by_scan(det)
     ann_groups = by_scan(ann)
     exc_groups = by_scan(normalise_columns(excluded, TRUTH_COLUMNS, "excluded")) if excluded is not None else {}

@@ -43,7 +43,7 @@ def nodule_records(analysis: Analysis, settings: PipelineSettings) -> list[dict[
         records.append({
             "rank": rank,
             "center_xyz": [round(float(v), 2) for v in (row.center_x, row.center_y, row.center_z)],
-            "center_irc": [int(round(float(v))) for v in (row.center_i, row.center_r, row.center_c)],
+            "center_irc": [int(np.floor(float(v) + 0.5)) for v in (row.center_i, row.center_r, row.center_c)],  # ITK's rounding
             "p_nodule": round(float(row.p_nodule), 4),
             "p_malignant": None if p_mal is None else round(p_mal, 4),
             "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),  # unrounded, as the confusion table decides

@@ -254,6 +254,9 @@ def load_split(path: str | os.PathLike[str]) -> Split:
                 raise SplitLeakError(f"series listed twice: {_format_series(series['__duplicate_keys__'])}")
             return Split.from_assignment(series, **meta)
         if any(isinstance(data.get(name), list) for name in SETS):
+            not_lists = [name for name in SETS if not isinstance(data.get(name, []), list)]
+            if not_lists:  # a bare uid string would otherwise be read as one series per character
+                raise ValueError(f"{not_lists} must be lists of series uids")
             lists = {name: [str(u) for u in data.get(name, [])] for name in SETS}
             assert_disjoint(lists)
             return Split({k: tuple(v) for k, v in lists.items()}, **meta)

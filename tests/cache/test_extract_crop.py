@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lungmonai.cache.crops import extract_crop
+from lungmonai.cache.crops import CacheParams, extract_crop
 
 SHAPE = (10, 12, 14)
 CROP = (4, 6, 6)
@@ -75,3 +75,10 @@ def test_outside_volume_is_all_padding_and_rounding_is_half_up():
 def test_matches_reference_everywhere(center, crop):
     hu = volume()
     np.testing.assert_array_equal(extract_crop(hu, center, crop, PAD), reference_crop(hu, center, crop, PAD))
+
+
+def test_cache_params_refuse_padding_outside_the_clip_range():
+    # the cache would pad with -1000 where the clipped CT (and CropCandidated) hold -900
+    with pytest.raises(ValueError, match=r"pad_value -1000 lies outside hu_clip \(-900, 1000\)"):
+        CacheParams((32, 48, 48), (-900, 1000), -1000)
+    assert CacheParams((32, 48, 48), (-900, 1000), -900).pad_value == -900

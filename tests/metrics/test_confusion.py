@@ -120,6 +120,10 @@ def test_sum_and_dataframe_form():
     assert no_mal[:, 3].sum() == 0
     with pytest.raises(KeyError, match="malignancy"):
         confusion_table(det, ann.drop(columns="is_malignant"), ["ct1"])
+    unknown = ann.astype({"is_malignant": object})
+    unknown.loc[0, "is_malignant"] = np.nan  # an unrated nodule must not be counted malignant
+    with pytest.raises(ValueError, match="1 row\\(s\\) without a is_malignant value"):
+        confusion_table(det, unknown, ["ct1"])
 
 
 def test_text_and_dict_forms():

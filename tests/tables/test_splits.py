@@ -114,6 +114,9 @@ def test_load_refuses_a_series_in_two_sets(tmp_path):
     path.write_text(json.dumps({"series": {"a": "holdout"}}))
     with pytest.raises(ValueError, match="unknown set 'holdout'"):
         load_split(path)
+    path.write_text(json.dumps({"train": ["a", "b"], "val": "c.1", "test": []}))  # one uid, not a list
+    with pytest.raises(ValueError, match=r"split\.json: \['val'\] must be lists of series uids"):
+        load_split(path)
 
 
 def test_assert_disjoint_and_check_no_leak():
