@@ -192,7 +192,9 @@ def write_luna_dataset(
         for n in data.nodules:
             x, y, z = n.center_xyz
             r = n.diameter_mm / 2
-            ratings = [4, 5, 4] if n.malignant else [2, 1, 3]
+            # malignant by the two-reads rule, though most readers disagree: a soft target
+            # (share 0.4, mean rating 0.3) then differs from the hard label
+            ratings = [4, 4, 1, 1, 1] if n.malignant else [2, 1, 3]
             # centres carry float noise, as in the real file
             rows.append((n.series_uid, x + 1e-9, y - 1e-9, z, n.diameter_mm, str(n.malignant), str(ratings),
                          x - r, y - r, z - r, x + r, y + r, z + r, len(ratings)))

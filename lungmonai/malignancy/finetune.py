@@ -77,8 +77,35 @@ def reinit_head(network: nn.Module) -> nn.Module:
     return network
 
 
+_EVAL_HOOK = "_frozen_eval_hook"
+
+
+def _hold_in_eval(module: nn.Module, *_: Any) -> None:
+    module.train(False)
+
+
+def _freeze_norm_statistics(block: nn.Module, frozen: bool) -> None:
+    """Keep a frozen block's batch norms in eval mode, or release them.
+
+    ``requires_grad = False`` stops gradients, but a batch norm in train mode still normalises
+    with the batch's statistics and folds them into its running mean and variance, so a
+    "frozen" body would drift towards the nodule-only data. The engines call ``train()`` on the
+    whole network every iteration, so the eval mode is set again just before each forward.
+    """
+    for module in block.modules():
+        if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+            continue
+        handle = getattr(module, _EVAL_HOOK, None)
+        if frozen and handle is None:
+            setattr(module, _EVAL_HOOK, module.register_forward_pre_hook(_hold_in_eval))
+        elif not frozen and handle is not None:
+            handle.remove()
+            delattr(module, _EVAL_HOOK)
+
+
 def set_trainable(network: nn.Module, blocks: Sequence[str]) -> nn.Module:
-    """``requires_grad`` True for the parameters of ``blocks``, False for every other one."""
+    """``requires_grad`` True for the parameters of ``blocks``, False for every other one; the
+    other blocks' batch norms keep their running statistics (see ``_freeze_norm_statistics``)."""
     net = unwrap(network)
     wanted = set(blocks)
     unknown = wanted - set(block_names(net))
@@ -86,9 +113,11 @@ def set_trainable(network: nn.Module, blocks: Sequence[str]) -> nn.Module:
         raise ValueError(f"unknown blocks {sorted(unknown)}; the network has {block_names(net)}")
     for param in net.parameters():
         param.requires_grad_(False)
-    for name in wanted:
-        for param in getattr(net, name).parameters():
-            param.requires_grad_(True)
+    for name in block_names(net):
+        block = getattr(net, name)
+        for param in block.parameters():
+            param.requires_grad_(name in wanted)
+        _freeze_norm_statistics(block, frozen=name not in wanted)
     return network
 
 
@@ -177,8 +206,11 @@ def add_block(
         return
     for param in getattr(net, block).parameters():
         param.requires_grad_(True)
+    _freeze_norm_statistics(getattr(net, block), frozen=False)
     split = isinstance(optimizer, torch.optim.AdamW)
-    weight_decay = optimizer.defaults.get("weight_decay", 0.0) if split else optimizer.param_groups[0].get("weight_decay", 0.0)
+    # The configured decay, as the existing groups carry it (AdamW's own default is 0.01 and
+    # the no-decay groups hold 0).
+    weight_decay = max(group.get("weight_decay", 0.0) for group in optimizer.param_groups)
     groups = block_groups(net, [block], lr, lr_decay, weight_decay, split_decay=split)
     factor = 1.0
     if scheduler is not None:
@@ -222,6 +254,10 @@ class GradualUnfreezing:
     ) -> None:
         if int(every) > 0 and isinstance(network, nn.parallel.DistributedDataParallel):
             raise ValueError("gradual unfreezing is not supported with DistributedDataParallel; set unfreeze_every 0")
+        if int(every) > 0 and scheduler is not None and not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            # Refused now, not epochs into the run when the first block joins (see add_block).
+            raise ValueError(f"gradual unfreezing needs a LambdaLR-based schedule ('constant' or 'warmup_cosine'), "
+                             f"got {type(scheduler).__name__}; set unfreeze_every 0 or another schedule")
         self.network = network
         self.optimizer = optimizer
         self.every = int(every)

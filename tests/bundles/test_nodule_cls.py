@@ -124,3 +124,19 @@ def test_verify_net_in_out_and_torchscript_export(trained: Path, tmp_path: Path)
     subprocess.run(export, cwd=REPO, check=True, capture_output=True, timeout=120)
     scripted = torch.jit.load(str(ts))
     assert tuple(scripted(torch.zeros(1, 1, 32, 48, 48)).shape) == (1, 2)
+
+
+@pytest.mark.parametrize("bundle", ["nodule_cls", "nodule_malignancy"])
+@pytest.mark.parametrize(("epoch_samples", "replicas", "steps"), [(500, 1, 31), (512, 2, 16), (500, 2, 15)])
+def test_schedule_length_is_the_batches_each_process_really_runs(
+    tiny_prepared: Path, bundle: str, epoch_samples: int, replicas: int, steps: int
+) -> None:
+    # drop_last floors the batches, and each of N processes runs 1/N of the epoch: a cosine
+    # planned for more steps than that would end halfway down
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(REPO / f"bundles/{bundle}/configs/train.json")
+    parser.update({"dataset_dir": str(tiny_prepared), "epoch_samples": epoch_samples, "batch_size": 16,
+                   "train#sampler#num_replicas": replicas, "schedule": "warmup_cosine", "from_scratch": True})
+    assert parser.get_parsed_content("steps_per_epoch") == steps == len(parser.get_parsed_content("train#dataloader"))

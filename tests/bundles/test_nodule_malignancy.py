@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -50,8 +52,18 @@ def _overrides(dataset: Path, root: Path, classifier: Path, **extra: object) -> 
 @pytest.fixture(scope="module")
 def trained(nodules_dataset: Path, classifier: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mal_bundle")
-    run_bundle("run", [TRAIN], _overrides(nodules_dataset, root, classifier, epochs=2))
+    result = run_bundle("run", [TRAIN], _overrides(nodules_dataset, root, classifier, epochs=2))
+    (root / "train.log").write_text(result.stdout + result.stderr)
     return root
+
+
+def test_training_metrics_score_the_hard_label_under_soft_labels_and_mixup(trained: Path) -> None:
+    # 16 samples an epoch at 1:1: 8 malignant by is_malignant, whatever the soft or mixed targets are
+    lines = [line for line in (trained / "train.log").read_text().splitlines() if "train_tp:" in line]
+    assert len(lines) == 2
+    for line in lines:
+        figures = dict(re.findall(r"(train_\w+): ([\d.]+)", line))
+        assert float(figures["train_tp"]) + float(figures["train_fn"]) == 8, line
 
 
 def test_finetuning_unfreezes_block4_in_epoch_two(trained: Path, classifier: Path) -> None:
@@ -92,3 +104,16 @@ def test_inference_writes_p_malignant_per_nodule(nodules_dataset: Path, trained:
     annotations = pd.read_csv(nodules_dataset / "annotations.csv")
     assert len(scores) == int((annotations["seriesuid"] == mhd.stem).sum()) > 0
     assert scores["p_malignant"].between(0, 1).all()
+
+
+def test_two_process_training_scores_each_val_nodule_once(nodules_dataset: Path, classifier: Path, tmp_path: Path) -> None:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    overrides = _overrides(nodules_dataset, tmp_path / "ddp", classifier, unfreeze_every=0)
+    result = run_bundle("training", [TRAIN, "bundles/nodule_malignancy/configs/multi_gpu_train.json"], overrides,
+                        launcher=launcher)
+    items = pd.read_csv(nodules_dataset / "prepared/candidates.csv")
+    split = json.loads((nodules_dataset / "prepared/split.json").read_text())["series"]
+    val_nodules = int(((items["series_uid"].map(split) == "val") & items["is_nodule"]).sum())
+    line = next(line for line in (result.stdout + result.stderr).splitlines() if "val_tp:" in line)
+    counts = dict(re.findall(r"val_(tp|fn|tn|fp): ([\d.]+)", line))
+    assert sum(float(v) for v in counts.values()) == val_nodules  # not once per process

@@ -88,3 +88,5 @@ def test_two_process_training_with_torchrun(tiny_prepared: Path, tmp_path: Path)
     assert last["samples_seen"]["count"] == 32  # both ranks' windows, counted once each
     assert len(list((root / "runs").glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
     assert (root / "models/model.pt").is_file()  # chosen by touched nodules: reach needs one process
+    output_bias = [v for k, v in last["network"].items() if k.endswith("bias") and v.numel() == 1][-1]
+    assert output_bias.item() < -3.0  # started at logit(output_prior 0.01) = -4.6, as a single-process run

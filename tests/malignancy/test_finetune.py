@@ -79,11 +79,33 @@ def test_frozen_parameters_do_not_move_in_a_training_step(classifier_ckpt: Path)
     loss.backward()
     optimizer.step()
     after = net.state_dict()
-    for key in before:
-        if "running" in key or "num_batches" in key:
-            continue
+    for key in before:  # the frozen tail batch norm's running statistics included
         moved = not torch.equal(before[key], after[key])
         assert moved == (key.split(".")[0] in {"head", "block4"}), key
+
+
+def test_unfreezing_releases_the_batch_norm_and_keeps_the_configured_weight_decay(classifier_ckpt: Path) -> None:
+    net = prepare_network(LunaModel(), classifier_ckpt, depth=5)  # everything but tail_batchnorm
+    optimizer = make_finetune_optimizer("adamw", net, lr=1e-2, weight_decay=0.05)
+    unfreezing = GradualUnfreezing(net, optimizer, every=1, lr=1e-2, start_depth=5, max_depth=6)
+    unfreezing.unfreeze_to(6)
+    decays = {(g["block"], g["weight_decay"]) for g in optimizer.param_groups if g["block"] == "tail_batchnorm"}
+    assert decays == {("tail_batchnorm", 0.0)}  # norm parameters: never decayed
+    block4 = {g["weight_decay"] for g in optimizer.param_groups if g["block"] == "block4"}
+    assert block4 == {0.0, 0.05}
+    running = net.tail_batchnorm.running_mean.clone()
+    net.train()
+    net(torch.randn(4, 1, 32, 48, 48))
+    assert not torch.equal(running, net.tail_batchnorm.running_mean)  # trainable again: its statistics move
+
+
+def test_unfrozen_block_gets_the_configured_decay_not_adamws_default(classifier_ckpt: Path) -> None:
+    for configured in (0.0, 0.05):
+        net = prepare_network(LunaModel(), classifier_ckpt, depth=1)
+        optimizer = make_finetune_optimizer("adamw", net, lr=1e-2, weight_decay=configured)
+        GradualUnfreezing(net, optimizer, every=1, lr=1e-2, start_depth=1, max_depth=2).unfreeze_to(2)
+        weights = [g["weight_decay"] for g in optimizer.param_groups if g["block"] == "block4"]
+        assert max(weights) == configured, weights
 
 
 def test_from_scratch_trains_everything_without_a_checkpoint(tmp_path: Path) -> None:
@@ -140,3 +162,12 @@ def test_unfreezing_state_restores_groups_before_the_optimizer_loads(classifier_
     unfreezing2.load_state_dict(state["unfreezing"])
     opt2.load_state_dict(state["optimizer"])  # would raise on a group-count mismatch
     assert [g["block"] for g in opt2.param_groups] == ["head", "block4", "block3"]
+
+
+def test_unfreezing_with_one_cycle_is_refused_when_built(classifier_ckpt: Path) -> None:
+    net = prepare_network(LunaModel(), classifier_ckpt, depth=1)
+    optimizer = make_finetune_optimizer("sgd", net, lr=1e-2)
+    scheduler = make_scheduler("onecycle", optimizer, total_steps=10)
+    with pytest.raises(ValueError, match="needs a LambdaLR-based schedule.*OneCycleLR"):
+        GradualUnfreezing(net, optimizer, every=2, lr=1e-2, scheduler=scheduler)
+    GradualUnfreezing(net, optimizer, every=0, lr=1e-2, scheduler=scheduler)  # off: any schedule
