@@ -26,9 +26,10 @@ from lungmonai.segmentation.windows import batch_windows
 
 
 def scale_hu(hu: torch.Tensor, hu_window: Sequence[float] = (-1000.0, 1000.0)) -> torch.Tensor:
-    """Clip to the window and map it to [-1, 1], as ``ScaleIntensityRanged`` does in training."""
+    """Clip to the window and map it to [-1, 1], as ``ScaleIntensityRanged`` does in training;
+    ``hu`` itself is left as it is."""
     lo, hi = float(hu_window[0]), float(hu_window[1])
-    return (hu.float().clamp_(lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0
+    return (hu.float().clamp(lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0
 
 
 @torch.inference_mode()

@@ -41,6 +41,16 @@ def test_lung_box_finds_the_enclosed_cavity_plus_margin() -> None:
     assert lung_box(np.full((4, 16, 16), 40, dtype=np.int16), (1, 1, 1)) == (slice(0, 4), slice(0, 16), slice(0, 16))
 
 
+def test_lung_box_keeps_a_lung_that_reaches_the_edge_of_a_tight_field_of_view() -> None:
+    hu = np.full((30, 128, 128), -1000, dtype=np.int16)
+    hu[:, 4:124, :] = 40  # the body fills the width of the image
+    hu[5:25, 30:90, 0:50] = -850  # a lung cut by the left edge of the field of view
+    hu[5:25, 30:90, 75:110] = -850  # the other, enclosed
+    box = lung_box(hu, spacing_irc=(2.5, 0.7, 0.7), margin_mm=15.0)
+    assert box[2].start == 0 and box[2].stop >= 110  # both lungs; before, columns 0..53 were cut
+    assert box[1].start > 4 and box[1].stop < 124  # the air above and below the body still is outside
+
+
 def test_segment_ct_gives_probabilities_on_the_ct_grid() -> None:
     ct = CTVolume(_chest(), GEOMETRY, Path("chest.mhd"), "chest")
     prob = segment_ct(ct, _network(), batch_size=7, restrict_to_lungs=False)
