@@ -30,20 +30,26 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``, or None for plain float32."""
+def autocast_dtype(precision: str, device: torch.device | str, engine_amp: bool = False) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or None for plain float32.
+
+    ``"auto"``: bfloat16 on a CPU that runs it natively, and on a CUDA GPU that does (Ampere
+    and later) unless ``engine_amp``: inside MONAI's engines their own ``amp`` switch (float16
+    with a grad scaler) already covers CUDA.
+    """
     if check_precision(precision) == "fp32":
         return None
     kind = torch.device(device).type
     if precision == "bf16":
         return torch.bfloat16
-    # On CUDA the engines' own ``amp`` switch (float16 with a grad scaler) already applies.
+    if kind == "cuda":
+        return None if engine_amp or not torch.cuda.is_bf16_supported() else torch.bfloat16
     return torch.bfloat16 if kind == "cpu" and cpu_has_fast_bf16() else None
 
 
-def autocast_context(precision: str, device: torch.device | str) -> Any:
+def autocast_context(precision: str, device: torch.device | str, engine_amp: bool = False) -> Any:
     """``torch.autocast`` for ``precision`` on ``device``, or a no-op context for float32."""
-    dtype = autocast_dtype(precision, device)
+    dtype = autocast_dtype(precision, device, engine_amp)
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
@@ -58,6 +64,6 @@ class AutocastInferer(SimpleInferer):
         self.precision = check_precision(precision)
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
-        with autocast_context(self.precision, inputs.device):
+        with autocast_context(self.precision, inputs.device, engine_amp=True):
             out = network(inputs, *args, **kwargs)
         return out.float() if isinstance(out, torch.Tensor) else out  # a no-op on float32

@@ -42,6 +42,14 @@ def test_auto_on_cpu_follows_the_hardware(monkeypatch):
     assert autocast_dtype("auto", "cpu") == torch.bfloat16
 
 
+def test_auto_on_cuda_is_bf16_where_supported_and_left_to_the_engines_amp(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast_dtype("auto", "cuda:0") == torch.bfloat16  # the pipeline's own forward passes
+    assert autocast_dtype("auto", "cuda:0", engine_amp=True) is None  # MONAI's amp switch covers it
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert autocast_dtype("auto", "cuda:0") is None  # pre-Ampere: float32 rather than slow emulation
+
+
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision"):
         AutocastInferer("fp8")
