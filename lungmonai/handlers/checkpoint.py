@@ -9,6 +9,7 @@ seen). Only rank 0 writes.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,24 @@ def unwrap(obj: Any) -> Any:
     return obj
 
 
+
+
+_HORIZON_ATTRS = ("t_total", "warmup_steps", "total_steps", "_schedule_phases")
+
+
+def _schedule_horizon(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
+    """The attributes that fix how long a schedule runs (MONAI's warmup-cosine, one-cycle)."""
+    return {k: scheduler.__dict__[k] for k in _HORIZON_ATTRS if k in scheduler.__dict__}
+
+
+def _apply_current_lr(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Set the optimizer's learning rates to the schedule's value at its current step."""
+    with warnings.catch_warnings():  # get_lr() outside step() warns; here it is the point
+        warnings.simplefilter("ignore", UserWarning)
+        lrs = [float(v) for v in scheduler.get_lr()]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
 
 
 class ResumableCheckpoint:
@@ -72,8 +91,17 @@ class ResumableCheckpoint:
         if missing:
             raise ValueError(f"{self.path}: checkpoint lacks {missing}; it was not written by this bundle")
         max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
+        horizons = {name: _schedule_horizon(obj) for name, obj in self.objects.items()
+                    if isinstance(obj, torch.optim.lr_scheduler.LRScheduler)}
         for name, obj in self.objects.items():
             unwrap(obj).load_state_dict(state[name])
+        for name, horizon in horizons.items():
+            # A schedule's length is this run's (more epochs asked): the saved one would make a
+            # cosine climb back up past its old end and one-cycle refuse to step.
+            scheduler = self.objects[name]
+            if _schedule_horizon(scheduler) != horizon:
+                scheduler.__dict__.update(horizon)
+                _apply_current_lr(scheduler)
         # A resumed run may be asked to go further than the one that wrote the checkpoint.
         engine.state.max_epochs = max(max_epochs or 0, engine.state.epoch)
         if epoch_length and engine.state.epoch_length != epoch_length:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from lungmonai.handlers import SamplesSeen
 from lungmonai.handlers.checkpoint import ResumableCheckpoint, atomic_torch_save
+from lungmonai.optim import make_scheduler
 
 N_ITEMS, BATCH = 12, 4
 STEPS = N_ITEMS // BATCH
@@ -24,11 +25,14 @@ def _items():
     return [{"image": x[i], "label": torch.tensor(int(x[i, 0] > 0))} for i in range(N_ITEMS)]
 
 
-def _trainer(path, max_epochs, resume, seed, batch=BATCH):
+def _trainer(path, max_epochs, resume, seed, batch=BATCH, schedule=None):
     torch.manual_seed(seed)  # a different seed per run: a resumed run must not depend on it
     network = torch.nn.Linear(3, 2)
     optimizer = torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    if schedule is None:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    else:  # per iteration, as the bundles plan it: epochs x batches
+        scheduler = make_scheduler(schedule, optimizer, total_steps=max_epochs * STEPS, warmup_steps=STEPS)
     seen = SamplesSeen()
     checkpoint = ResumableCheckpoint(
         path, {"network": network, "optimizer": optimizer, "lr_scheduler": scheduler, "samples_seen": seen},
@@ -165,3 +169,19 @@ def test_resume_with_another_batch_size_runs_the_new_loaders_epochs(tmp_path):
     trainer.run()
     assert trainer.state.epoch_length == 2 and iterations == [5, 6]
     assert seen.count == 2 * N_ITEMS + N_ITEMS  # two epochs of the old run, one of the new
+
+
+@pytest.mark.parametrize("schedule", ["warmup_cosine", "onecycle"])
+def test_resume_with_more_epochs_stretches_the_schedule_to_the_new_length(tmp_path, schedule):
+    def run(max_epochs, resume):
+        trainer, _, optimizer, _, _ = _trainer(tmp_path / "last.pt", max_epochs, resume, seed=0, schedule=schedule)
+        lrs = []
+        trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: lrs.append(optimizer.param_groups[0]["lr"]))
+        trainer.run()
+        return lrs
+
+    first = run(2, resume=False)
+    resumed = run(4, resume=True)  # one-cycle: stepping past the first run's 6 steps raised
+    assert len(resumed) == 2 * STEPS
+    assert resumed[-1] < 0.2 * max(first + resumed)  # annealed towards the new end
+    assert all(b <= a + 1e-12 for a, b in zip(resumed, resumed[1:]))  # never climbing back up
