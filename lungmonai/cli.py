@@ -30,6 +30,19 @@ def _settings(args: argparse.Namespace) -> PipelineSettings:
     return replace(bundle_settings(), **overrides)
 
 
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as error:
+        raise ValueError(f"--device {device!r}: {error}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this machine has no CUDA GPU (or torch is a CPU build); use cpu")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lungmonai", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -47,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         for f in fields(PipelineSettings):
             p.add_argument(f"--{f.name}", type=type(f.default), default=None)
     args = ap.parse_args(argv)
+    try:  # impossible values are usage errors, refused before any model loads or CT is read
+        settings = _settings(args)
+        _check_device(args.device)
+    except ValueError as error:
+        ap.error(str(error))
 
     from lungmonai.io.errors import CTReadError
     from lungmonai.pipeline import UnreadableCTs, analyze, evaluate_split, load_models
@@ -54,13 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     # Wrong paths, unreadable CTs and missing weights are the user's to fix: one line naming
     # the file, not a traceback.
     try:
-        settings = _settings(args)
         if args.command == "analyze":  # finds the inputs before it loads the models
             analyze(args.path, args.out, settings, write_mask=args.mask, device=args.device)
         else:
             models = load_models(device=args.device)
             evaluate_split(args.dataset_dir, args.part, args.out, settings, models, n_boot=args.n_boot)
-    except (FileNotFoundError, CTReadError, UnreadableCTs) as error:
+    except (FileNotFoundError, NotADirectoryError, CTReadError, UnreadableCTs) as error:
         print(f"lungmonai: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -22,6 +22,8 @@ def read_ct(path: str | Path) -> CTVolume:
 
     Raises :class:`CTReadError` (a ``ValueError``) whose message starts with ``path``.
     """
+    if not str(path).strip():  # Path("") is the working directory: an unset config value would read it
+        raise CTReadError("", "no CT given (an empty path); pass the CT's file or DICOM directory")
     path = Path(path)
     if path.is_dir():
         return read_dicom_series(path)

@@ -48,9 +48,20 @@ class PipelineSettings:
     max_pictures: int = 20
 
     def __post_init__(self) -> None:
+        """Refuse impossible values when the settings are made, not deep inside a CT's analysis."""
         check_precision(self.precision)
-        if self.flip_tta_top < 0:
-            raise ValueError(f"flip_tta_top must be >= 0, got {self.flip_tta_top}")
+        for name in ("seg_threshold", "nodule_threshold", "malignancy_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:  # also refuses NaN
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+        if not 0.0 <= self.erosion_mm < float("inf"):
+            raise ValueError(f"erosion_mm must be >= 0, got {self.erosion_mm}")
+        for name in ("max_components", "flip_tta_top", "max_pictures"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("seg_batch_size", "crop_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,15 @@ def nodule_figure(analysis: Analysis, record: dict[str, Any]) -> plt.Figure:
     return fig
 
 
+def _remove_stale_pictures(out: Path, stem: str, keep: set[str]) -> None:
+    """Pictures an earlier analysis of this CT left (more nodules then, other thresholds):
+    beside the new report they would show nodules it does not list."""
+    pattern = re.compile(re.escape(stem) + r"_nodule\d+\.png")
+    for old in out.glob(f"{glob.escape(stem)}_nodule*.png"):
+        if pattern.fullmatch(old.name) and old.name not in keep:
+            old.unlink(missing_ok=True)
+
+
 def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSettings,
                   pictures: bool = True, write_mask: bool = False) -> dict[str, Any]:
     """Write every output of one CT; returns the JSON report."""
@@ -100,6 +111,7 @@ def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSet
             save_figure(nodule_figure(analysis, rec), out / f"{stem}_nodule{rec['rank']}.png").name
             for rec in records[: settings.max_pictures]
         ]
+    _remove_stale_pictures(out, stem, keep=set(report.get("pictures", [])))
     if write_mask:
         from lungmonai.segmentation import write_like
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lungmonai.io import read_ct
+from lungmonai.io import find_series, read_ct
 from lungmonai.io.dicom import looks_like_dicom
 from lungmonai.io.errors import CTReadError
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
@@ -15,28 +15,44 @@ from lungmonai.pipeline.models import PipelineModels, load_models
 from lungmonai.pipeline.report import summary_line, write_reports
 
 _SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz")
+_NOT_DICOM = (".raw", ".zraw", ".csv", ".json", ".png", ".txt", ".md", ".py", ".pt")
+_OWN_OUTPUTS = ("_mask.nii.gz",)  # what write_reports leaves that looks like a CT
 
 
 def find_inputs(path: str | Path) -> list[Path]:
     """A CT file, a DICOM series directory, or a folder holding CT files and DICOM directories.
 
-    In a folder, every ``.mhd/.mha/.nii/.nii.gz`` file is one input and every directory holding
-    DICOM files (``.dcm``, or no suffix and DICOM's preamble) another, so a folder mixing the
-    formats loses none of its CTs.
+    A LUNA16 dataset folder (one with ``subset*/`` directories) gives its series, as
+    :func:`lungmonai.io.find_series` reads them, not the label masks beside them. In any other
+    folder, every ``.mhd/.mha/.nii/.nii.gz`` file is one input and every directory holding
+    DICOM files (``.dcm``, or DICOM's preamble whatever the name: series are often stored as
+    files named by their UIDs) another, so a folder mixing the formats loses none of its CTs.
+    Hidden directories and the masks this pipeline writes are left out, so a rerun does not
+    analyse its own outputs.
     """
+    if not str(path).strip():  # Path("") would be the working directory, analysed whole
+        raise FileNotFoundError("no input given (an empty path): pass a CT, a DICOM directory or a folder")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
     if path.is_file():
         return [path]
+    if any(p.is_dir() for p in path.glob("subset*")):
+        series = list(find_series(path).values())
+        if not series:
+            raise FileNotFoundError(f"{path}: a LUNA16 layout (subset*/) without any .mhd series")
+        return series
     files: list[Path] = []
     dicom_dirs: set[Path] = set()
     for p in sorted(path.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
+        if any(part.startswith(".") for part in p.relative_to(path).parts) or not p.is_file():
             continue
-        if p.name.lower().endswith(_SUFFIXES):
-            files.append(p)
-        elif p.parent not in dicom_dirs and (p.suffix.lower() == ".dcm" or (not p.suffix and looks_like_dicom(p))):
+        name = p.name.lower()
+        if name.endswith(_SUFFIXES):
+            if not name.endswith(_OWN_OUTPUTS):
+                files.append(p)
+        elif p.parent not in dicom_dirs and (p.suffix.lower() == ".dcm" or (
+                not name.endswith(_NOT_DICOM) and looks_like_dicom(p))):
             dicom_dirs.add(p.parent)
     if not files and not dicom_dirs:
         raise FileNotFoundError(f"{path}: holds no .mhd, NIfTI or DICOM files")
@@ -74,18 +90,25 @@ def analyze(
     path fails before the networks load.
     """
     sources = find_inputs(path)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a directory (the reports go in a folder)")
     models = models or load_models(device=device)
-    reports, errors = [], []
+    reports, errors, written_by = [], [], {}
     for source in sources:
         start = time.perf_counter()
         try:
             ct = read_ct(source)
+            if ct.series_uid in written_by:  # the reports are named by series: one would replace the other
+                raise CTReadError(source, f"same series name {ct.series_uid!r} as {written_by[ct.series_uid]}, "
+                                          "whose reports it would overwrite; analyse it into another --out")
         except CTReadError as error:
             if len(sources) == 1:
                 raise
             print(f"skipped {error}", file=sys.stderr, flush=True)
             errors.append(error)
             continue
+        written_by[ct.series_uid] = source
         analysis = analyze_ct(ct, models, settings)
         analysis.seconds["read"] = time.perf_counter() - start - sum(analysis.seconds.values())
         report = write_reports(analysis, out_dir, settings, pictures=pictures, write_mask=write_mask)

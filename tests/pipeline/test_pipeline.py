@@ -83,7 +83,7 @@ def test_analyze_writes_every_report(tiny_prepared: Path, models, tmp_path: Path
 
 def test_nodule_threshold_filters_reports_and_malignancy(tiny_prepared: Path, models, tmp_path: Path) -> None:
     ct_path = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
-    settings = PipelineSettings(seg_threshold=0.0, nodule_threshold=1.01, max_components=5)
+    settings = PipelineSettings(seg_threshold=0.0, nodule_threshold=1.0, max_components=5)
     (report,) = analyze(ct_path, tmp_path, settings, models, pictures=False)
     assert report["candidates"] > 0 and report["nodules"] == []
     ct = read_ct(ct_path)
@@ -226,11 +226,16 @@ def test_one_ct_as_mhd_nifti_and_dicom_in_one_folder_gives_the_same_findings(
         np.testing.assert_allclose(table["probability"], tables[0]["probability"], atol=1e-4)
 
 
-def test_settings_refuse_an_unknown_precision() -> None:
-    with pytest.raises(ValueError, match="precision"):
-        PipelineSettings(precision="half")
-    with pytest.raises(ValueError, match="flip_tta_top"):
-        PipelineSettings(flip_tta_top=-1)
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"precision": "half"}, "precision"), ({"flip_tta_top": -1}, "flip_tta_top must be >= 0"),
+    ({"nodule_threshold": float("nan")}, "nodule_threshold must be a probability"),
+    ({"seg_threshold": 1.5}, "seg_threshold must be a probability"), ({"erosion_mm": -1.0}, "erosion_mm"),
+    ({"crop_batch_size": 0}, "crop_batch_size must be >= 1"), ({"seg_batch_size": 0}, "seg_batch_size must be >= 1"),
+    ({"max_pictures": -1}, "max_pictures must be >= 0"), ({"max_components": -5}, "max_components must be >= 0"),
+])
+def test_settings_refuse_impossible_values(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PipelineSettings(**bad)
 
 
 def test_flip_tta_rescores_only_the_top_candidates(tiny_prepared: Path, models) -> None:
@@ -269,3 +274,44 @@ def test_analysis_erodes_by_the_ct_pixel_size(tiny_prepared: Path, models, monke
     analyze_ct(ct, models, replace(settings, erosion_mm=0.0))
     analyze_ct(ct, models, replace(settings, erosion_mm=3.0 * float(ct.geometry.spacing_xyz[0])))
     assert seen == [0, 3]
+
+
+def test_a_rerun_leaves_no_pictures_of_nodules_its_report_does_not_list(tiny_prepared: Path, models, tmp_path: Path) -> None:
+    ct_path = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    (first,) = analyze(ct_path, tmp_path, PipelineSettings(seg_threshold=0.0, nodule_threshold=0.0, max_components=4), models)
+    assert first["pictures"] and len(list(tmp_path.glob("*_nodule*.png"))) == len(first["pictures"])
+    (second,) = analyze(ct_path, tmp_path, PipelineSettings(seg_threshold=0.0, nodule_threshold=1.0, max_components=4), models)
+    assert second["pictures"] == [] and not list(tmp_path.glob("*_nodule*.png"))
+
+
+def test_two_cts_with_one_name_do_not_overwrite_each_others_reports(tiny_prepared: Path, models, tmp_path: Path) -> None:
+    from lungmonai.pipeline import UnreadableCTs
+
+    source = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    for folder in ("a", "b"):
+        (tmp_path / "cts" / folder).mkdir(parents=True)
+        for path in (source, source.with_suffix(".raw")):
+            shutil.copy(path, tmp_path / "cts" / folder / path.name)
+    with pytest.raises(UnreadableCTs, match="1 of 2 CTs") as caught:
+        analyze(tmp_path / "cts", tmp_path / "out", PipelineSettings(max_components=3), models, pictures=False)
+    assert "same series name" in str(caught.value) and str(tmp_path / "cts/a") in str(caught.value)
+    assert json.loads((tmp_path / "out" / f"{source.stem}_report.json").read_text())["source"].startswith(str(tmp_path / "cts/a"))
+
+
+def test_cli_refuses_an_out_path_that_is_a_file_before_any_analysis(tiny_prepared: Path, monkeypatch, tmp_path: Path, capsys) -> None:
+    import lungmonai.cli as cli
+
+    monkeypatch.setattr("lungmonai.pipeline.run.load_models", lambda device=None: pytest.fail("models loaded"))
+    taken = tmp_path / "report.txt"
+    taken.write_text("keep me")
+    ct = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    assert cli.main(["analyze", str(ct), "--out", str(taken)]) == 1
+    assert f"{taken}: exists and is not a directory" in capsys.readouterr().err and taken.read_text() == "keep me"
+
+
+def test_cli_refuses_impossible_settings_as_usage_errors(capsys) -> None:
+    import lungmonai.cli as cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["analyze", "ct.mhd", "--crop_batch_size", "0"])
+    assert stop.value.code == 2 and "crop_batch_size must be >= 1" in capsys.readouterr().err
