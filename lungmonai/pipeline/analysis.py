@@ -18,7 +18,8 @@ from lungmonai.inference.candidates import (
     crop_images,
     predict_logits,
 )
-from lungmonai.io.volume import CTVolume
+from lungmonai.io.orient import to_lps
+from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.pipeline.models import PipelineModels
 from lungmonai.segmentation import segment_ct
 
@@ -74,6 +75,9 @@ class Analysis:
     seconds: dict[str, float] = field(default_factory=dict)
     # Components the grouping found before the cap (``max_components``) kept the best.
     components_found: int = 0
+    # The CT's geometry as read, when ``ct`` had to be re-laid out (see lungmonai.io.orient):
+    # the report gives voxel indices in the file the user has.
+    source_geometry: Geometry | None = None
 
     def nodules(self, settings: PipelineSettings) -> pd.DataFrame:
         """Candidates the classifier calls nodules."""
@@ -86,6 +90,8 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     submission format scores every one); P(malignant) is NaN below the nodule threshold."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    source_geometry = ct.geometry
+    ct = to_lps(ct)  # axial slices first, as the networks were trained; xyz unchanged
     seg = models.seg_settings
     prob = segment_ct(ct, models.segmenter, models.device, batch_size=settings.seg_batch_size,
                       context=seg["context"], hu_window=seg["hu_window"], precision=settings.precision)
@@ -115,4 +121,5 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     seconds["malignancy"] = time.perf_counter() - start
     groups.insert(0, "series_uid", ct.series_uid)
     return Analysis(ct=ct, candidates=groups.reset_index(drop=True), mask=mask, seconds=seconds,
-                    components_found=groups.attrs["components_found"])
+                    components_found=groups.attrs["components_found"],
+                    source_geometry=None if source_geometry == ct.geometry else source_geometry)

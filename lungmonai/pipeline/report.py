@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lungmonai.cache.atomic import atomic_write_csv, atomic_write_json  # noqa: E402
+from lungmonai.geometry import xyz_to_irc  # noqa: E402
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings  # noqa: E402
 from lungmonai.plots import save_figure  # noqa: E402
 
@@ -39,13 +40,14 @@ def submission_rows(analysis: Analysis) -> pd.DataFrame:
 
 def nodule_records(analysis: Analysis, settings: PipelineSettings) -> list[dict[str, Any]]:
     records = []
+    geometry = analysis.source_geometry or analysis.ct.geometry  # indices into the file as given
     nodules = analysis.nodules(settings).sort_values("p_nodule", ascending=False, kind="stable")
     for rank, row in enumerate(nodules.itertuples(index=False), start=1):
         p_mal = None if pd.isna(row.p_malignant) else float(row.p_malignant)
         records.append({
             "rank": rank,
             "center_xyz": [round(float(v), 2) for v in (row.center_x, row.center_y, row.center_z)],
-            "center_irc": [int(np.floor(float(v) + 0.5)) for v in (row.center_i, row.center_r, row.center_c)],  # ITK's rounding
+            "center_irc": xyz_to_irc(np.array([row.center_x, row.center_y, row.center_z]), geometry).tolist(),
             "p_nodule": round(float(row.p_nodule), 4),
             "p_malignant": None if p_mal is None else round(p_mal, 4),
             "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),  # unrounded, as the confusion table decides
@@ -58,7 +60,9 @@ def nodule_records(analysis: Analysis, settings: PipelineSettings) -> list[dict[
 def nodule_figure(analysis: Analysis, record: dict[str, Any]) -> plt.Figure:
     """Three orthogonal views centred on the nodule, in physical proportions, mask outlined."""
     hu, mask = analysis.ct.hu, analysis.mask
-    i, r, c = record["center_irc"]
+    # the analysed (axial-first) grid, which the report's center_irc need not be
+    i, r, c = np.clip(xyz_to_irc(np.asarray(record["center_xyz"], dtype=np.float64), analysis.ct.geometry), 0,
+                      np.array(hu.shape) - 1).tolist()
     spacing = analysis.ct.geometry.spacing_irc
     half = [max(4, int(VIEW_MM / 2 / s)) for s in spacing]
     window = [slice(max(0, p - h), min(n, p + h)) for p, h, n in zip((i, r, c), half, hu.shape)]

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 import torch
 from monai.bundle import ConfigParser
 
+from lungmonai.geometry import xyz_to_irc
 from lungmonai.io import read_ct
 from lungmonai.pipeline import PipelineSettings, analyze, analyze_ct, evaluate_split, load_models
 from lungmonai.pipeline.models import REPO
@@ -315,3 +316,20 @@ def test_cli_refuses_impossible_settings_as_usage_errors(capsys) -> None:
     with pytest.raises(SystemExit) as stop:
         cli.main(["analyze", "ct.mhd", "--crop_batch_size", "0"])
     assert stop.value.code == 2 and "crop_batch_size must be >= 1" in capsys.readouterr().err
+
+
+def test_a_ct_stored_in_another_axis_order_gives_the_same_findings(tiny_prepared: Path, models, tmp_path: Path) -> None:
+    # A coronal-first, flipped NIfTI of the same voxels: the segmenter must still read axial slices
+    source = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    sitk.WriteImage(sitk.Flip(sitk.PermuteAxes(sitk.ReadImage(str(source)), (0, 2, 1)), (True, False, True)),
+                    str(tmp_path / "turned.nii.gz"))
+    settings = PipelineSettings(max_components=5, nodule_threshold=0.0)
+    (plain,) = analyze(source, tmp_path / "plain", settings, models, pictures=False)
+    (turned,) = analyze(tmp_path / "turned.nii.gz", tmp_path / "turned", settings, models, pictures=False)
+    a = pd.read_csv(tmp_path / "plain" / f"{source.stem}_submission.csv")
+    b = pd.read_csv(tmp_path / "turned" / "turned_submission.csv")
+    np.testing.assert_allclose(b[["coordX", "coordY", "coordZ"]], a[["coordX", "coordY", "coordZ"]], atol=1e-3)
+    np.testing.assert_allclose(b["probability"], a["probability"], atol=1e-4)
+    stored = read_ct(tmp_path / "turned.nii.gz")  # the report's voxel indices are the file's own
+    for nodule in turned["nodules"]:
+        assert stored.hu[tuple(nodule["center_irc"])] == read_ct(source).hu[tuple(xyz_to_irc(np.array(nodule["center_xyz"]), read_ct(source).geometry))]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.metrics.confusion import detection_classes
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings
 from lungmonai.pipeline.report import nodule_records
@@ -16,7 +19,8 @@ def test_malignant_flag_uses_the_unrounded_probability_like_the_confusion_table(
         "center_x": [0.0, 10.0, 20.0], "center_y": 0.0, "center_z": 0.0, "center_i": 1.0, "center_r": 2.0,
         "center_c": 3.0, "p_nodule": [0.9, 0.8, 0.7], "p_malignant": p_malignant, "voxels": 5, "diameter_mm": 4.0,
     })
-    analysis = Analysis(ct=None, candidates=candidates, mask=np.zeros((1, 1, 1), bool))
+    ct = CTVolume(np.zeros((4, 4, 32), np.int16), Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), Path("ct.mhd"), "ct")
+    analysis = Analysis(ct=ct, candidates=candidates, mask=np.zeros((4, 4, 32), bool))
     settings = PipelineSettings(nodule_threshold=0.5, malignancy_threshold=0.5)
     records = nodule_records(analysis, settings)
     assert [r["p_malignant"] for r in records] == [0.5, 0.5, 0.93]  # shown rounded
