@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "analyze":  # finds the inputs before it loads the models
             analyze(args.path, args.out, settings, write_mask=args.mask, device=args.device)
         else:
+            if not Path(args.dataset_dir).is_dir():  # before minutes of model loading
+                raise FileNotFoundError(f"{args.dataset_dir}: dataset directory not found")
             models = load_models(device=args.device)
             evaluate_split(args.dataset_dir, args.part, args.out, settings, models, n_boot=args.n_boot)
     except (FileNotFoundError, NotADirectoryError, CTReadError, UnreadableCTs) as error:

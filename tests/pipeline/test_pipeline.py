@@ -333,3 +333,11 @@ def test_a_ct_stored_in_another_axis_order_gives_the_same_findings(tiny_prepared
     stored = read_ct(tmp_path / "turned.nii.gz")  # the report's voxel indices are the file's own
     for nodule in turned["nodules"]:
         assert stored.hu[tuple(nodule["center_irc"])] == read_ct(source).hu[tuple(xyz_to_irc(np.array(nodule["center_xyz"]), read_ct(source).geometry))]
+
+
+def test_cli_evaluate_names_a_missing_dataset_before_loading_models(monkeypatch, tmp_path: Path, capsys) -> None:
+    import lungmonai.cli as cli
+
+    monkeypatch.setattr("lungmonai.pipeline.load_models", lambda device=None: pytest.fail("models loaded"))
+    assert cli.main(["evaluate", "--dataset_dir", str(tmp_path / "nowhere")]) == 1
+    assert f"{tmp_path / 'nowhere'}: dataset directory not found" in capsys.readouterr().err
