@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,13 @@ from lungmonai.plots import confusion_figure, roc_figure, save_figure
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
+    """JSON-ready: numpy scalars and arrays as Python values, NaN and infinities as null, nested."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
@@ -77,7 +81,7 @@ class ClassificationReportHandler:
         if self.extra is not None:
             report.update({k: _plain(v) for k, v in self.extra(engine).items()})
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.output_dir / "metrics.json", json.loads(json.dumps(report, default=_plain)))
+        atomic_write_json(self.output_dir / "metrics.json", _plain(report))
         matrix = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]])
         predicted = [f"predicted {name}" for name in self.class_names]
         save_figure(
@@ -89,4 +93,6 @@ class ClassificationReportHandler:
             if self.extra_curves is not None:
                 curves.update(self.extra_curves(engine))
             save_figure(roc_figure(curves, title=f"{'+'.join(self.parts)} ROC"), self.output_dir / "roc.png")
+        else:  # one class: no curve, and an earlier run's must not pass for this one's
+            (self.output_dir / "roc.png").unlink(missing_ok=True)
         return report

@@ -91,7 +91,7 @@ def operating_threshold(prob: np.ndarray, label: np.ndarray, min_recall: float) 
         raise ValueError(f"min_recall must be in (0, 1], got {min_recall}")
     prob = np.asarray(prob, dtype=np.float64).ravel()
     label = np.asarray(label).astype(bool).ravel()
-    positives = np.sort(prob[label])[::-1]
+    positives = np.sort(np.nan_to_num(prob[label], nan=-np.inf))[::-1]  # a NaN score finds nothing
     if not len(positives):
         raise ValueError("no positives: an operating point needs at least one")
     needed = int(np.ceil(min_recall * len(positives) - 1e-9))

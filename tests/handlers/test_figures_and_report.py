@@ -122,14 +122,17 @@ def test_report_writes_json_and_pictures(tmp_path):
 
 
 def test_report_with_one_class_writes_null_auc_and_no_roc(tmp_path):
+    (tmp_path / "roc.png").write_bytes(PNG_MAGIC)  # an earlier evaluation's curve
     engine, batch = _report_engine([0.2, 0.7], [0, 0])
-    ClassificationReportHandler(tmp_path, prefix="test").attach(engine)
+    ClassificationReportHandler(tmp_path, prefix="test", extra=lambda e: {"baseline_auc": np.float64("nan"),
+                                                                          "per_seed": [np.float64("nan"), 0.5]}).attach(engine)
     engine.run([batch], max_epochs=1)
     assert math.isnan(engine.state.metrics["test_auc"])
     text = (tmp_path / "metrics.json").read_text()
     assert "NaN" not in text  # strict JSON
     m = json.loads(text)["metrics"]
     assert m["auc"] is None and m["correct_pos"] is None and m["fp"] == 1
+    assert json.loads(text)["baseline_auc"] is None and json.loads(text)["per_seed"] == [None, 0.5]  # NaN nested too
     assert (tmp_path / "confusion_matrix.png").is_file() and not (tmp_path / "roc.png").exists()
 
 
@@ -143,3 +146,10 @@ def test_report_gives_the_operating_point_for_a_recall(tmp_path):
     assert point["threshold"] == pytest.approx(0.2)
     assert point["recall"] == 1.0 and point["tp"] == 3 and point["fp"] == 2
     assert point["precision"] == pytest.approx(0.6)
+
+
+def test_operating_threshold_ignores_a_nan_score():
+    from lungmonai.metrics.classification import operating_threshold
+
+    # a diverged model's NaN must not become the threshold (it would find nothing)
+    assert operating_threshold(np.array([0.73, np.nan, 0.2]), np.array([1, 1, 0]), 0.5) == pytest.approx(0.73)
