@@ -41,6 +41,7 @@ _XYZ = ["coordX", "coordY", "coordZ"]
 CANDIDATE_COLUMNS = ["seriesuid", *_XYZ, "class"]
 ANNOTATION_COLUMNS = ["seriesuid", *_XYZ, "diameter_mm"]
 MALIGNANCY_COLUMNS = ["seriesuid", *_XYZ, "mal_bool"]
+_NUMERIC_COLUMNS = {*_XYZ, "diameter_mm"}
 
 
 class CandidateTableError(ValueError):
@@ -59,9 +60,16 @@ def read_luna_csv(path: Path, required: list[str]) -> pd.DataFrame:
             f"{path}: missing column(s) {missing}; expected at least {required}, found {list(frame.columns)}"
         )
     for column in required:
-        if column != "seriesuid" and frame[column].isna().any():
+        if frame[column].isna().any():
             bad = int(frame[column].isna().sum())
             raise CandidateTableError(f"{path}: column {column!r} has {bad} empty or unparsable value(s)")
+        if column in _NUMERIC_COLUMNS:
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            if numbers.isna().any():  # a typo such as "12.3.4" or a decimal comma
+                rows = np.flatnonzero(numbers.isna().to_numpy())
+                examples = ", ".join(f"line {r + 2}: {frame[column].iloc[r]!r}" for r in rows[:3])
+                raise CandidateTableError(f"{path}: column {column!r} has {len(rows)} value(s) that are not numbers ({examples})")
+            frame[column] = numbers.astype(np.float64)
     return frame
 
 

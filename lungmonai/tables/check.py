@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lungmonai.io.errors import CTReadError
@@ -152,6 +153,10 @@ def check_dataset(
             report.problems.append(str(exc))
             continue
         report.csv_rows[path.name] = len(uids)
+        if uids.isna().any():
+            lines = ", ".join(str(r + 2) for r in np.flatnonzero(uids.isna().to_numpy())[:3])
+            report.problems.append(f"{path}: {int(uids.isna().sum())} row(s) without a seriesuid (line {lines})")
+            uids = uids.dropna()
         missing = uids[~uids.isin(list(series))]
         if len(missing):
             examples = ", ".join(sorted(set(missing))[:3])

@@ -106,3 +106,11 @@ def test_prepare_refuses_to_write_over_the_dataset_csvs(dataset):
     with pytest.raises(ValueError, match=r"cannot be the dataset directory itself .*candidates\.csv would be overwritten"):
         prepare_dataset(dataset.root, dataset.root, cache=False)
     assert (dataset.root / "candidates.csv").read_text() == original
+
+
+def test_check_names_rows_without_a_series_uid(dataset):
+    annotations = dataset.root / "annotations.csv"
+    annotations.write_text(annotations.read_text() + ",1.0,2.0,3.0,4.0\n")  # a stray line, uid missing
+    checked = run("check_dataset.py", "--dataset_dir", str(dataset.root))
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked.stderr
+    assert f"{annotations}: 1 row(s) without a seriesuid (line " in checked.stdout

@@ -84,6 +84,18 @@ def test_candidates_v2_and_clear_errors(tmp_path):
         build_candidate_table(tmp_path, data.series)
 
 
+def test_a_typo_or_a_blank_uid_is_named_with_its_file_column_and_line(tmp_path):
+    data = write_luna_dataset(tmp_path, n_series=2)
+    annotations = (tmp_path / "annotations.csv").read_text().splitlines()
+    fields = annotations[1].split(",")
+    (tmp_path / "annotations.csv").write_text("\n".join([annotations[0], ",".join([*fields[:4], "4.5.1"]), *annotations[2:]]) + "\n")
+    with pytest.raises(CandidateTableError, match=r"annotations\.csv: column 'diameter_mm' has 1 value\(s\) that are not numbers \(line 2: '4\.5\.1'\)"):
+        build_candidate_table(tmp_path, data.series)
+    (tmp_path / "annotations.csv").write_text("\n".join([annotations[0], ",".join(["", *fields[1:]]), *annotations[2:]]) + "\n")
+    with pytest.raises(CandidateTableError, match=r"annotations\.csv: column 'seriesuid' has 1 empty"):
+        build_candidate_table(tmp_path, list(data.series)[:1])  # a partial download: before, a TypeError
+
+
 def test_save_load_round_trip_and_validation(tiny, tmp_path):
     table, _ = build_candidate_table(tiny.root, find_series(tiny.root))
     path = save_candidate_table(table, tmp_path / "candidates.csv")
