@@ -178,6 +178,8 @@ class SegmentationOverlayHandler:
     def draw(self, engine: Engine) -> None:
         panels = [(f"{uid[-12:]} slice {s}", self._panels[(uid, s)]) for uid, s in self.wanted if (uid, s) in self._panels]
         if not panels:
+            if self.save_path is not None:  # an earlier evaluation's picture must not stand for this one
+                Path(self.save_path).unlink(missing_ok=True)
             return
         step = int(self.step(engine))
         if self.writer is not None:
