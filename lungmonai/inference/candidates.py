@@ -13,6 +13,7 @@ from torch import nn
 from lungmonai.cache.atomic import atomic_write_csv
 from lungmonai.inference.autocast import autocast_context
 from lungmonai.io import read_ct
+from lungmonai.io.orient import to_lps
 from lungmonai.io.volume import CTVolume
 
 _XYZ_COLUMNS = [("coordX", "coordY", "coordZ"), ("center_x", "center_y", "center_z")]
@@ -20,6 +21,8 @@ _XYZ_COLUMNS = [("coordX", "coordY", "coordZ"), ("center_x", "center_y", "center
 
 def read_centers(path: str | Path) -> pd.DataFrame:
     """A CSV of candidate centres in patient mm: LUNA16's ``coordX,coordY,coordZ`` or ``center_x..z``."""
+    if not str(path).strip():
+        raise FileNotFoundError("no candidate CSV given: pass --candidates PATH (seriesuid,coordX,coordY,coordZ rows)")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: candidate CSV not found")
@@ -113,10 +116,13 @@ def score_candidates_file(
 
     Rows of the CSV that name another series (a LUNA16-style file covering many CTs) are skipped.
     """
-    ct = read_ct(ct_path)
-    frame = read_centers(candidates_csv)
+    frame = read_centers(candidates_csv)  # before the CT: a missing CSV is found in a millisecond
+    ct = to_lps(read_ct(ct_path))  # the layout the network was trained on; centres stay in patient mm
     if "seriesuid" in frame.columns:
         frame = frame[frame["seriesuid"].astype(str) == ct.series_uid]
+        if frame.empty:  # most likely another CT's file, or a CT renamed away from its series uid
+            raise ValueError(f"{candidates_csv}: no row names series {ct.series_uid!r} (the CT {ct_path}); "
+                             "its rows are for other series")
     centers = frame[["center_x", "center_y", "center_z"]].to_numpy(dtype=np.float64)
     out = frame.copy()
     if "seriesuid" not in out.columns:

@@ -32,3 +32,13 @@ def find_series(dataset_dir: str | Path) -> dict[str, Path]:
             )
         found[uid] = path
     return dict(sorted(found.items()))
+
+
+def output_stem(path: str | Path) -> str:
+    """A CT's name for its output files: the file name without ``.mhd``/``.mha``/``.nii``/``.nii.gz``
+    (a LUNA16 series uid keeps its dots), or a DICOM directory's name."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".mhd", ".mha"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name

@@ -20,6 +20,8 @@ from torch import nn
 
 from lungmonai.inference.autocast import autocast_context
 from lungmonai.io import read_ct
+from lungmonai.io.discover import output_stem
+from lungmonai.io.orient import to_lps
 from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.segmentation.roi import lung_box
 from lungmonai.segmentation.windows import batch_windows
@@ -94,15 +96,6 @@ def write_like(array: np.ndarray, geometry: Geometry, path: str | os.PathLike[st
     return path
 
 
-def output_stem(path: str | os.PathLike[str]) -> str:
-    """File name without ``.mhd``/``.nii``/``.nii.gz``; a DICOM directory's name."""
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".mhd", ".mha"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def segment_ct_file(
     input_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -118,7 +111,7 @@ def segment_ct_file(
     ``<stem>_mask.nii.gz`` (uint8, probability >= ``threshold``) into ``output_dir``."""
     if not str(input_path):
         raise ValueError("no input CT: pass --input PATH (.mhd, .nii/.nii.gz or a DICOM directory)")
-    ct = read_ct(input_path)
+    ct = to_lps(read_ct(input_path))  # axial slices first, as trained; the outputs keep patient space
     prob = segment_ct(ct, network, device, batch_size, context, hu_window, restrict_to_lungs=restrict_to_lungs)
     stem = output_stem(input_path)
     out = Path(output_dir)

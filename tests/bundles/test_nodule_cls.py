@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -80,6 +81,35 @@ def test_inference_scores_every_candidate_of_the_ct(tiny_prepared: Path, trained
     assert len(scores) == int((table["seriesuid"] == mhd.stem).sum())
     assert scores["p_nodule"].between(0, 1).all()
     assert list(scores.columns[:4]) == ["seriesuid", "coordX", "coordY", "coordZ"]
+
+
+def test_inference_names_its_output_by_series_and_reads_a_flipped_nifti_alike(
+    tiny_prepared: Path, trained: Path, tmp_path: Path
+) -> None:
+    import SimpleITK as sitk
+
+    mhd = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    nifti = tmp_path / "nifti" / f"{mhd.stem}.nii.gz"  # same series, stored flipped in x and y
+    nifti.parent.mkdir()
+    sitk.WriteImage(sitk.Flip(sitk.ReadImage(str(mhd)), (True, True, False)), str(nifti))
+    for source, out in ((mhd, tmp_path / "a"), (nifti, tmp_path / "b")):
+        run_bundle("run", ["bundles/nodule_cls/configs/inference.json"],
+                   {"bundle_root": str(trained), "input": str(source), "candidates": str(tiny_prepared / "candidates.csv"),
+                    "output_dir": str(out)})
+    a = pd.read_csv(tmp_path / "a" / f"{mhd.stem}_candidates.csv")  # the whole uid, dots and all
+    b = pd.read_csv(tmp_path / "b" / f"{mhd.stem}_candidates.csv")
+    assert len(a) == len(b) > 0
+    np.testing.assert_allclose(b["p_nodule"], a["p_nodule"], atol=1e-5)
+
+
+def test_inference_refuses_a_candidate_file_without_rows_for_the_ct(tiny_prepared: Path, trained: Path, tmp_path: Path) -> None:
+    mhd = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    other = pd.read_csv(tiny_prepared / "candidates.csv")
+    other[other["seriesuid"] != mhd.stem].to_csv(tmp_path / "others.csv", index=False)
+    with pytest.raises(AssertionError, match="no row names series"):
+        run_bundle("run", ["bundles/nodule_cls/configs/inference.json"],
+                   {"bundle_root": str(trained), "input": str(mhd), "candidates": str(tmp_path / "others.csv"),
+                    "output_dir": str(tmp_path / "out")})
 
 
 def test_training_refuses_a_missing_dataset_and_names_the_command(tmp_path: Path) -> None:

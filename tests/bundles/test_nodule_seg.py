@@ -68,6 +68,22 @@ def test_inference_writes_probability_and_mask_on_the_ct_grid(tiny_prepared: Pat
     assert np.array_equal(prob >= 0.5, mask.hu.astype(bool))
 
 
+def test_inference_on_a_flipped_nifti_marks_the_same_voxels_in_patient_space(
+    tiny_prepared: Path, trained: Path, tmp_path: Path
+) -> None:
+    uid, ct_path = sorted(find_series(tiny_prepared).items())[0]
+    flipped = tmp_path / "in" / f"{uid}.nii.gz"
+    flipped.parent.mkdir()
+    sitk.WriteImage(sitk.Flip(sitk.ReadImage(str(ct_path)), (True, True, False)), str(flipped))
+    for source, out in ((ct_path, tmp_path / "a"), (flipped, tmp_path / "b")):
+        run_bundle("run", ["bundles/nodule_seg/configs/inference.json"],
+                   {"bundle_root": str(trained), "input": str(source), "output_dir": str(out), "threshold": 0.5})
+    a, b = (sitk.ReadImage(str(tmp_path / d / f"{uid}_prob.nii.gz")) for d in ("a", "b"))
+    # both written in LUNA16's layout (the flipped input re-laid out first), so voxel for voxel equal
+    assert a.GetDirection() == b.GetDirection() and a.GetOrigin() == b.GetOrigin()
+    np.testing.assert_allclose(sitk.GetArrayFromImage(b), sitk.GetArrayFromImage(a), atol=1e-6)
+
+
 def test_training_refuses_a_missing_prepared_directory(tmp_path: Path) -> None:
     from monai.bundle import ConfigParser
 

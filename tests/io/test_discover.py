@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lungmonai.io import CTReadError, find_series
+from lungmonai.io.discover import output_stem
 
 
 def touch(path: Path) -> Path:
@@ -47,3 +48,12 @@ def test_empty_dataset_gives_empty_dict(tmp_path: Path) -> None:
 def test_missing_dataset_dir(tmp_path: Path) -> None:
     with pytest.raises(CTReadError, match="dataset directory not found"):
         find_series(tmp_path / "absent")
+
+
+@pytest.mark.parametrize(("path", "stem"), [
+    ("subset0/1.3.6.1.4.1.14519.5.2.1.6279.6001.100225287222365663678666836860.mhd",
+     "1.3.6.1.4.1.14519.5.2.1.6279.6001.100225287222365663678666836860"),  # a uid keeps its dots
+    ("scans/chest.CT.nii.gz", "chest.CT"), ("scans/chest.nii", "chest"), ("dicom/series.7", "series.7"),
+])
+def test_output_stem_drops_only_the_ct_suffix(path: str, stem: str) -> None:
+    assert output_stem(path) == stem
