@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from lungmonai.inference.autocast import autocast_context
 from lungmonai.io import read_ct
 from lungmonai.io.orient import to_lps
 from lungmonai.io.volume import CTVolume
+
+logger = logging.getLogger(__name__)
 
 _XYZ_COLUMNS = [("coordX", "coordY", "coordZ"), ("center_x", "center_y", "center_z")]
 
@@ -120,9 +124,9 @@ def score_candidates_file(
     ct = to_lps(read_ct(ct_path))  # the layout the network was trained on; centres stay in patient mm
     if "seriesuid" in frame.columns:
         frame = frame[frame["seriesuid"].astype(str) == ct.series_uid]
-        if frame.empty:  # most likely another CT's file, or a CT renamed away from its series uid
-            raise ValueError(f"{candidates_csv}: no row names series {ct.series_uid!r} (the CT {ct_path}); "
-                             "its rows are for other series")
+        if frame.empty:  # a CT without nodules in an annotations file, or the wrong file: say which
+            logger.warning("%s: no row names series %r (the CT %s): the output has no rows",
+                           candidates_csv, ct.series_uid, ct_path)
     centers = frame[["center_x", "center_y", "center_z"]].to_numpy(dtype=np.float64)
     out = frame.copy()
     if "seriesuid" not in out.columns:

@@ -21,7 +21,7 @@ from torch import nn
 from lungmonai.inference.autocast import autocast_context
 from lungmonai.io import read_ct
 from lungmonai.io.discover import output_stem
-from lungmonai.io.orient import to_lps
+from lungmonai.io.orient import from_lps, to_lps
 from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.segmentation.roi import lung_box
 from lungmonai.segmentation.windows import batch_windows
@@ -111,8 +111,10 @@ def segment_ct_file(
     ``<stem>_mask.nii.gz`` (uint8, probability >= ``threshold``) into ``output_dir``."""
     if not str(input_path):
         raise ValueError("no input CT: pass --input PATH (.mhd, .nii/.nii.gz or a DICOM directory)")
-    ct = to_lps(read_ct(input_path))  # axial slices first, as trained; the outputs keep patient space
-    prob = segment_ct(ct, network, device, batch_size, context, hu_window, restrict_to_lungs=restrict_to_lungs)
+    ct = read_ct(input_path)
+    analysed = to_lps(ct)  # axial slices first, as trained; the outputs go back on the CT's own grid
+    prob = from_lps(segment_ct(analysed, network, device, batch_size, context, hu_window,
+                               restrict_to_lungs=restrict_to_lungs), ct.geometry)
     stem = output_stem(input_path)
     out = Path(output_dir)
     return {

@@ -79,9 +79,9 @@ def test_inference_on_a_flipped_nifti_marks_the_same_voxels_in_patient_space(
         run_bundle("run", ["bundles/nodule_seg/configs/inference.json"],
                    {"bundle_root": str(trained), "input": str(source), "output_dir": str(out), "threshold": 0.5})
     a, b = (sitk.ReadImage(str(tmp_path / d / f"{uid}_prob.nii.gz")) for d in ("a", "b"))
-    # both written in LUNA16's layout (the flipped input re-laid out first), so voxel for voxel equal
-    assert a.GetDirection() == b.GetDirection() and a.GetOrigin() == b.GetOrigin()
-    np.testing.assert_allclose(sitk.GetArrayFromImage(b), sitk.GetArrayFromImage(a), atol=1e-6)
+    # each on its input's own grid (b flipped like its input), the same voxels in patient space
+    assert b.GetDirection() == sitk.ReadImage(str(flipped)).GetDirection()
+    np.testing.assert_allclose(sitk.GetArrayFromImage(sitk.Flip(b, (True, True, False))), sitk.GetArrayFromImage(a), atol=1e-6)
 
 
 def test_training_refuses_a_missing_prepared_directory(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from lungmonai.geometry import irc_to_xyz
-from lungmonai.io.orient import to_lps
+from lungmonai.io.orient import from_lps, to_lps
 from lungmonai.io.volume import CTVolume, Geometry
 
 
@@ -39,6 +39,7 @@ def test_every_axis_order_and_flip_comes_back_to_the_luna16_layout(order, flips)
     value = stored.hu[tuple(corner)]
     found = np.argwhere(np.all(np.isclose(irc_to_xyz(np.indices(HU.shape).reshape(3, -1).T.astype(float), back.geometry), xyz), axis=1))
     assert HU.reshape(-1)[found[0][0]] == value
+    np.testing.assert_array_equal(from_lps(back.hu, stored.geometry), stored.hu)  # and back onto the file's grid
 
 
 def test_an_already_luna16_or_too_oblique_ct_is_returned_as_is() -> None:
