@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -107,6 +108,28 @@ def atomic_write_csv(path: str | os.PathLike[str], frame: pd.DataFrame, *, fsync
     with atomic_open(path, "w", fsync=fsync, encoding="utf-8", newline="") as handle:
         frame.to_csv(handle, **to_csv_kwargs)
     return Path(path)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` ready for :func:`atomic_write_json`: numpy and pandas values as plain Python,
+    NaN and infinities as null, through nested dicts, lists and frames. The writer itself
+    stays strict (a NaN handed to it is an error), so a report decides what undefined means."""
+    if isinstance(value, pd.DataFrame):
+        return [jsonable(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
 
 
 def remove_stale_temps(directory: str | os.PathLike[str], older_than_s: float = STALE_AFTER_S) -> int:

@@ -47,11 +47,16 @@ def cycled_permutation(pool: np.ndarray, count: int, rng: np.random.Generator) -
     return np.concatenate([rng.permutation(pool) for _ in range(passes)])[:count]
 
 
+def rank_share(num_samples: int, num_replicas: int) -> int:
+    """Samples each rank runs per epoch: the same for all (see :func:`rank_block`)."""
+    return -(-int(num_samples) // int(num_replicas))
+
+
 def rank_block(indices: np.ndarray, num_replicas: int, rank: int) -> np.ndarray:
     """This rank's contiguous block of one epoch's global order, padded from the order's start
     to a multiple of ``num_replicas`` so that every rank gets the same count (DDP's collectives
     hang when one rank runs a batch more than another)."""
-    share = -(-len(indices) // num_replicas)
+    share = rank_share(len(indices), num_replicas)
     return np.resize(indices, share * num_replicas)[rank * share : (rank + 1) * share]
 
 
@@ -96,4 +101,4 @@ class BalancedSampler(DistributedSampler):
         return iter(rank_block(indices, self.num_replicas, self.rank).tolist())
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.num_replicas)
+        return rank_share(self.num_samples, self.num_replicas)

@@ -9,22 +9,9 @@ from typing import Any
 import numpy as np
 from ignite.engine import Engine, Events
 
-from lungmonai.cache.atomic import atomic_write_json
+from lungmonai.cache.atomic import atomic_write_json, jsonable
 from lungmonai.metrics.classification import binary_classification_metrics, operating_threshold
 from lungmonai.plots import confusion_figure, roc_figure, save_figure
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: numpy scalars and arrays as Python values, NaN and infinities as null, nested."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 class ClassificationReportHandler:
@@ -63,7 +50,7 @@ class ClassificationReportHandler:
     def __call__(self, engine: Engine) -> dict[str, Any]:
         prob, label = engine.state.classification_outputs[self.prefix]
         start = f"{self.prefix}_"
-        metrics = {k[len(start):]: _plain(v) for k, v in engine.state.metrics.items() if k.startswith(start)}
+        metrics = {k[len(start):]: v for k, v in engine.state.metrics.items() if k.startswith(start)}
         report: dict[str, Any] = {
             "part": "+".join(self.parts),
             "count": int(len(label)),
@@ -79,9 +66,9 @@ class ClassificationReportHandler:
                 **{k: at[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")},
             }
         if self.extra is not None:
-            report.update({k: _plain(v) for k, v in self.extra(engine).items()})
+            report.update(self.extra(engine))
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.output_dir / "metrics.json", _plain(report))
+        atomic_write_json(self.output_dir / "metrics.json", jsonable(report))
         matrix = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]])
         predicted = [f"predicted {name}" for name in self.class_names]
         save_figure(

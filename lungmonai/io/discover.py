@@ -34,11 +34,15 @@ def find_series(dataset_dir: str | Path) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
+CT_SUFFIXES = (".nii.gz", ".nii", ".mhd", ".mha")
+"""The single-file CT formats ``read_ct`` reads (``.nii.gz`` before ``.nii``, for stripping)."""
+
+
 def output_stem(path: str | Path) -> str:
-    """A CT's name for its output files: the file name without ``.mhd``/``.mha``/``.nii``/``.nii.gz``
-    (a LUNA16 series uid keeps its dots), or a DICOM directory's name."""
+    """A CT's name: the file name without ``.mhd``/``.mha``/``.nii``/``.nii.gz`` (a LUNA16
+    series uid keeps its dots), or a DICOM directory's name. A NIfTI CT's series uid is this."""
     name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".mhd", ".mha"):
+    for suffix in CT_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name

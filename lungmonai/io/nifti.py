@@ -18,17 +18,9 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from lungmonai.io.discover import output_stem
 from lungmonai.io.errors import CTReadError, check_3d, itk_reason, to_int16_hu
 from lungmonai.io.volume import CTVolume, Geometry
-
-
-def nifti_stem(path: Path) -> str:
-    """File name without ``.nii`` or ``.nii.gz``: the series uid of a NIfTI CT."""
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def _itk_geometry(path: Path) -> tuple[tuple[int, ...], Geometry]:
@@ -75,4 +67,4 @@ def read_nifti(path: Path) -> CTVolume:
         )
     # (x, y, z) -> (z, y, x); NIfTI arrays are x-fastest, so the transpose is C-contiguous.
     hu = to_int16_hu(path, np.ascontiguousarray(voxels.T))
-    return CTVolume(hu=hu, geometry=geometry, source=path, series_uid=nifti_stem(path))
+    return CTVolume(hu=hu, geometry=geometry, source=path, series_uid=output_stem(path))

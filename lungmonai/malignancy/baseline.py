@@ -46,11 +46,6 @@ def paired_bootstrap_auc_difference(
     return float(point), float(low), float(high), p_not_better
 
 
-def _finite(values: Sequence[float]) -> list[float | None]:
-    """JSON-safe interval: NaN (a class missing from every resample) becomes null."""
-    return [float(v) if np.isfinite(v) else None for v in values]
-
-
 class DiameterBaseline:
     """Diameter of the evaluated nodules as a competing malignancy score.
 
@@ -94,11 +89,11 @@ class DiameterBaseline:
             "nodules": int(len(label)),
             "malignant": int(label.sum()),
             "model_auc": roc_auc(prob, label),
-            "model_auc_ci95": _finite(bootstrap_auc_ci(prob, label, **kw)),
+            "model_auc_ci95": list(bootstrap_auc_ci(prob, label, **kw)),
             f"{self.name}_auc": roc_auc(self.diameter, label),
-            f"{self.name}_auc_ci95": _finite(bootstrap_auc_ci(self.diameter, label, **kw)),
+            f"{self.name}_auc_ci95": list(bootstrap_auc_ci(self.diameter, label, **kw)),
             f"auc_minus_{self.name}": diff[0],
-            f"auc_minus_{self.name}_ci95": _finite(diff[1:3]),
+            f"auc_minus_{self.name}_ci95": list(diff[1:3]),
             f"p_model_not_better_than_{self.name}": diff[3],
             "bootstrap_resamples": self.n_boot,
         }

@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lungmonai.cache.atomic import jsonable
+
 FROC_FPS: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """The seven operating points of the LUNA16 CPM (average false positives per scan)."""
 
@@ -365,29 +367,10 @@ def bootstrap_froc(
     return result
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, pd.DataFrame):
-        return [_jsonable(r) for r in value.to_dict(orient="records")]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
-
-
 def froc_to_json(result: Mapping[str, Any], *, include_nodules: bool = True) -> dict[str, Any]:
     """The result dict with arrays as lists and NaN / inf as None (for ``atomic_write_json``)."""
     out = {k: v for k, v in result.items() if include_nodules or k != "nodules"}
-    return _jsonable(out)
+    return jsonable(out)
 
 
 def froc_figure(result: Mapping[str, Any], *, title: str = "FROC", label: str | None = None):

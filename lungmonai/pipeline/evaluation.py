@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lungmonai.cache.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
+from lungmonai.cache.atomic import atomic_write_csv, atomic_write_json, atomic_write_text, jsonable
 from lungmonai.data.candidates import assert_no_leak, require_prepared
 from lungmonai.grouping import ComponentCapWarning
 from lungmonai.io import find_series, read_ct
@@ -45,11 +45,6 @@ def _truth(dataset_dir: Path) -> pd.DataFrame:
     malignancy = read_luna_csv(malignancy_path, MALIGNANCY_COLUMNS)
     flags, _ = match_malignancy(annotations, malignancy, malignancy_path)
     return annotations.assign(mal_bool=flags)
-
-
-def json_number(value: float) -> float | None:
-    """A float for JSON; None where it is undefined (NaN, e.g. CPM over scans without nodules)."""
-    return float(value) if np.isfinite(value) else None
 
 
 def _froc_line(froc: dict[str, Any]) -> str:
@@ -132,14 +127,15 @@ def evaluate_split(
         "series": len(series),
         "seconds_per_ct_median": float(np.median(seconds)) if seconds else None,
         "froc": froc_to_json(froc, include_nodules=False),
-        "cpm": json_number(froc["cpm"]),
-        "cpm_ci": [json_number(v) for v in froc["cpm_ci"]] if "cpm_ci" in froc else None,
+        "cpm": froc["cpm"],  # NaN without nodules: null, as jsonable writes every undefined figure
+        "cpm_ci": froc.get("cpm_ci"),
         "confusion": confusion_to_dict(total),
         "confusion_summary": confusion_summary(total),
         "malignant_recall": float(malignant_row[3] / malignant_row.sum()) if malignant_row.sum() else None,
         "confusion_per_ct": {uid: confusion_to_dict(m) for uid, m in per_ct.items()},
         "components_found_per_ct": found,
     }
+    metrics = jsonable(metrics)
     atomic_write_json(out / "metrics.json", metrics)
     text = format_confusion(total, title=f"{part}: {len(series)} CTs") + _froc_line(froc) + _cap_line(found, settings.max_components)
     atomic_write_text(out / "summary.txt", text)

@@ -9,12 +9,12 @@ from typing import Any
 
 from lungmonai.io import find_series, read_ct
 from lungmonai.io.dicom import looks_like_dicom
+from lungmonai.io.discover import CT_SUFFIXES
 from lungmonai.io.errors import CTReadError
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
 from lungmonai.pipeline.models import PipelineModels, load_models
 from lungmonai.pipeline.report import summary_line, write_reports
 
-_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz")
 _NOT_DICOM = (".raw", ".zraw", ".csv", ".json", ".png", ".txt", ".md", ".py", ".pt")
 _OWN_OUTPUTS = ("_mask.nii.gz",)  # what write_reports leaves that looks like a CT
 
@@ -48,7 +48,7 @@ def find_inputs(path: str | Path) -> list[Path]:
         if any(part.startswith(".") for part in p.relative_to(path).parts) or not p.is_file():
             continue
         name = p.name.lower()
-        if name.endswith(_SUFFIXES):
+        if name.endswith(CT_SUFFIXES):
             if not name.endswith(_OWN_OUTPUTS):
                 files.append(p)
         elif p.parent not in dicom_dirs and (p.suffix.lower() == ".dcm" or (

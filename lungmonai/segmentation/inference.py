@@ -109,9 +109,7 @@ def segment_ct_file(
 ) -> dict[str, Path]:
     """Read a CT (any format ``read_ct`` reads), write ``<stem>_prob.nii.gz`` (float32) and
     ``<stem>_mask.nii.gz`` (uint8, probability >= ``threshold``) into ``output_dir``."""
-    if not str(input_path):
-        raise ValueError("no input CT: pass --input PATH (.mhd, .nii/.nii.gz or a DICOM directory)")
-    ct = read_ct(input_path)
+    ct = read_ct(input_path)  # an empty --input is refused there
     analysed = to_lps(ct)  # axial slices first, as trained; the outputs go back on the CT's own grid
     prob = from_lps(segment_ct(analysed, network, device, batch_size, context, hu_window,
                                restrict_to_lungs=restrict_to_lungs), ct.geometry)

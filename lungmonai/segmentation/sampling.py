@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from lungmonai.data.sampling import cycled_permutation, rank_block
+from lungmonai.data.sampling import cycled_permutation, rank_block, rank_share
 
 
 def group_share_indices(groups: Sequence[int] | np.ndarray, shares: Sequence[float], num_samples: int, seed: int) -> np.ndarray:
@@ -72,4 +72,4 @@ class GroupShareSampler(Sampler[int]):
         return iter(rank_block(indices, self.num_replicas, self.rank).tolist())
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.num_replicas)
+        return rank_share(self.num_samples, self.num_replicas)

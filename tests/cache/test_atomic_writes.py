@@ -17,6 +17,7 @@ from lungmonai.cache.atomic import (
     atomic_write_bytes,
     atomic_write_csv,
     atomic_write_json,
+    jsonable,
     remove_stale_temps,
 )
 
@@ -70,3 +71,11 @@ def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "split.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o644
+
+
+def test_jsonable_turns_every_undefined_figure_into_null(tmp_path):
+    report = {"auc": np.float64("nan"), "ci": (np.float64(0.2), float("inf")), "n": np.int64(3), "ok": np.bool_(True),
+              "rows": pd.DataFrame({"p": [0.5, np.nan]}), "curve": np.array([1.0, np.nan])}
+    atomic_write_json(tmp_path / "m.json", jsonable(report))  # the strict writer accepts it
+    assert json.loads((tmp_path / "m.json").read_text()) == {
+        "auc": None, "ci": [0.2, None], "n": 3, "ok": True, "rows": [{"p": 0.5}, {"p": None}], "curve": [1.0, None]}
