@@ -13,6 +13,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,11 +28,26 @@ STALE_AFTER_S = 3600.0
 process's write in progress (two runs building the same cache), which must not be deleted."""
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _file_mode() -> int:
     """What ``open()`` would give a new file: 0o666 less the umask (``mkstemp`` makes 0o600,
-    which would hide caches, splits and reports from the other users of a shared machine)."""
-    mask = os.umask(0)
-    os.umask(mask)
+    which would hide caches, splits and reports from the other users of a shared machine).
+
+    The umask is read from ``/proc`` where there is one: setting it to read it back, the only
+    portable way, leaves a moment in which another thread's new files get mode 0o666.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
     return 0o666 & ~mask
 
 
