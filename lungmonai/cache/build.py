@@ -83,6 +83,7 @@ def build_series_entry(
     as missing, whatever the state of the data files.
     """
     from lungmonai.io import read_ct  # imported here: workers may start before io is needed
+    from lungmonai.io.orient import to_lps
 
     directory = series_dir(cache_dir, series_uid)
     directory.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,7 @@ def build_series_entry(
     remove_stale_temps(directory)
 
     key = entry_key(source_path, centers_xyz, params)  # identity before the read: a change during it reads stale
-    ct = read_ct(source_path)
+    ct = to_lps(read_ct(source_path))  # the layout inference analyses: a flipped NIfTI trains as it is scored
     volume = clip_hu(ct.hu, params.hu_clip)
     centers = np.asarray(centers_xyz, dtype=np.float64).reshape(-1, 3)
     crops = np.empty((len(centers), *params.crop_shape), dtype=np.int16)

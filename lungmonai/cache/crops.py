@@ -3,9 +3,11 @@
 Layout, one directory per series under ``cache_dir/series/<series_uid>/``:
 ``crops.npy`` (N, 32, 48, 48) int16, row k = candidate ``series_row == k``;
 ``volume.npy`` (I, R, C) int16, the whole clipped volume; ``entry.json``, the sidecar.
-The sidecar is written last and holds the entry key (source identity + crop parameters +
-hash of the candidate centres): it is the commit marker, so data files without a matching
-sidecar are never trusted. Reads go through ``np.load(mmap_mode="r")``: a training step
+Crops and volume are in LUNA16's array layout whatever the file's (``io.orient.to_lps``, as
+inference reads it), with the geometry of that layout in the sidecar. The sidecar is
+written last and holds the entry key (source identity + crop parameters + hash of the
+candidate centres): it is the commit marker, so data files without a matching sidecar are
+never trusted. Reads go through ``np.load(mmap_mode="r")``: a training step
 touches one crop, not the whole file, and the OS page cache is shared by DataLoader workers.
 """
 
@@ -25,7 +27,7 @@ import numpy as np
 from lungmonai.cache.source import source_identity
 from lungmonai.io.volume import Geometry
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: volumes and crops in LUNA16's layout (io.orient.to_lps)
 CROPS_FILE = "crops.npy"
 VOLUME_FILE = "volume.npy"
 ENTRY_FILE = "entry.json"

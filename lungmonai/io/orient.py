@@ -41,19 +41,28 @@ def to_lps(ct: CTVolume) -> CTVolume:
     Returned as is when it already is (LUNA16's files) or when the direction is too oblique to
     give each array axis its own patient axis.
     """
-    layout = _layout(ct.geometry.direction)
-    if layout is None:
+    hu, geometry = array_to_lps(ct.hu, ct.geometry)
+    if hu is ct.hu:
         return ct
+    return CTVolume(hu, geometry, ct.source, ct.series_uid)
+
+
+def array_to_lps(array: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, Geometry]:
+    """``to_lps`` for any array on a CT's grid (a label volume), with the grid's new geometry;
+    ``array`` itself when there is nothing to change."""
+    layout = _layout(geometry.direction)
+    if layout is None:
+        return array, geometry
     axis_of, signs = layout
-    direction, spacing = ct.geometry.direction, ct.geometry.spacing_xyz
-    origin = ct.geometry.origin_xyz.astype(np.float64).copy()
-    size_xyz = ct.hu.shape[::-1]
+    direction, spacing = geometry.direction, geometry.spacing_xyz
+    origin = geometry.origin_xyz.astype(np.float64).copy()
+    size_xyz = array.shape[::-1]
     for j in range(3):
         if signs[j] < 0:
             origin = origin + direction[:, j] * spacing[j] * (size_xyz[j] - 1)
-    hu = np.ascontiguousarray(np.transpose(np.flip(ct.hu, axis=_flip_axes(signs)), _transpose(axis_of)))
+    moved = np.ascontiguousarray(np.transpose(np.flip(array, axis=_flip_axes(signs)), _transpose(axis_of)))
     order = np.argsort(axis_of)
-    return CTVolume(hu, Geometry(origin, spacing[order], (direction * signs)[:, order]), ct.source, ct.series_uid)
+    return moved, Geometry(origin, spacing[order], (direction * signs)[:, order])
 
 
 def from_lps(array: np.ndarray, geometry: Geometry) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from lungmonai.io.orient import array_to_lps
 from lungmonai.io.volume import Geometry
 
 DEFAULT_THRESHOLD_HU = -700
@@ -77,17 +78,20 @@ def read_contour_mask(path: str | os.PathLike[str], geometry: Geometry, shape_ir
     """Boolean nodule mask from a label volume (0 = background, k > 0 = nodule k).
 
     The labels must sit on the CT's grid: a mask with another shape or geometry would put
-    nodules in the wrong place without any visible error, so it is refused.
+    nodules in the wrong place without any visible error, so it is refused. Both are compared
+    in LUNA16's layout (``io.orient``), the one ``geometry`` and ``shape_irc`` come from the
+    cache in, so a mask stored like its CT (flipped, sagittal) fits that CT's cached volume.
     """
     path = Path(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise ValueError(f"{path}: cannot read label volume: {str(error).strip().splitlines()[-1]}") from error
-    labels = sitk.GetArrayViewFromImage(image)
+    labels, mask_geometry = array_to_lps(
+        sitk.GetArrayViewFromImage(image), Geometry(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+    )
     if tuple(labels.shape) != tuple(int(s) for s in shape_irc):
         raise ValueError(f"{path}: label volume has shape {labels.shape}, the CT has {tuple(shape_irc)}")
-    mask_geometry = Geometry(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
     if mask_geometry != geometry:
         raise ValueError(
             f"{path}: label geometry (origin {mask_geometry.origin_xyz.tolist()}, spacing "

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 import lungmonai.cache.build as build_module
 from lungmonai.cache import CacheBuildError, CacheMissError, CropCache, build_cache, clip_hu, extract_crop
@@ -56,6 +57,25 @@ def test_crops_and_volumes_match_uncached_reads(tiny, serial_cache):
         cache.read_crop("9.9.9", 0)
     with pytest.raises(CacheMissError, match="built with"):
         CropCache(serial_cache, crop_shape=(16, 32, 32)).read_crop(table.series_uid.iloc[0], 0)
+
+
+def test_a_flipped_sagittal_copy_caches_as_its_luna16_original(tiny, serial_cache, tmp_path):
+    """Training must see crops laid out as inference analyses them (to_lps), whatever the file."""
+    data, table = tiny
+    uid = data.series_uids[0]
+    image = sitk.ReadImage(str(data.series[uid]))
+    stored = sitk.Flip(sitk.PermuteAxes(image, (2, 0, 1)), (True, False, True))
+    nifti = tmp_path / f"{uid}.nii.gz"
+    sitk.WriteImage(stored, str(nifti))
+    cache_dir = tmp_path / "cache"
+    build_cache(table[table.series_uid == uid], {uid: nifti}, cache_dir, workers=1)
+    original, flipped = CropCache(serial_cache), CropCache(cache_dir)
+    volume, geometry = flipped.read_volume(uid)
+    expected_volume, expected_geometry = original.read_volume(uid)
+    np.testing.assert_array_equal(volume, expected_volume)
+    assert geometry == expected_geometry
+    for row in table.series_row[table.series_uid == uid]:
+        np.testing.assert_array_equal(flipped.read_crop(uid, row), original.read_crop(uid, row))
 
 
 def test_process_pool_build_equals_serial_build(tiny, serial_cache, tmp_path):

@@ -80,6 +80,18 @@ def test_contour_mask_reads_any_label_as_nodule_and_checks_the_grid(tmp_path: Pa
         read_contour_mask(path, geometry, (12, 16, 17))
 
 
+def test_a_contour_mask_stored_flipped_like_its_ct_fits_the_cached_layout(tmp_path: Path) -> None:
+    geometry = Geometry((-100.0, -120.0, -300.0), (0.7, 0.8, 2.5))
+    labels = np.zeros((12, 16, 18), dtype=np.uint8)
+    labels[3, 4:6, 4:9] = 1
+    image = sitk.GetImageFromArray(labels)
+    image.SetOrigin(tuple(geometry.origin_xyz))
+    image.SetSpacing(tuple(geometry.spacing_xyz))
+    path = tmp_path / "uid1.nii.gz"
+    sitk.WriteImage(sitk.Flip(sitk.PermuteAxes(image, (1, 2, 0)), (False, True, True)), str(path))
+    np.testing.assert_array_equal(read_contour_mask(path, geometry, labels.shape), labels > 0)
+
+
 def test_positive_slices_one_centre_per_component_and_slice() -> None:
     mask = np.zeros((10, 30, 30), dtype=bool)
     mask[2:5, 10:13, 10:13] = True  # nodule 1: slices 2..4, centroid (11, 11)
