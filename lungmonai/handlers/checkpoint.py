@@ -38,8 +38,7 @@ def unwrap(obj: Any) -> Any:
     return obj
 
 
-
-
+GRAD_SCALER = "grad_scaler"
 _HORIZON_ATTRS = ("t_total", "warmup_steps", "total_steps", "_schedule_phases")
 
 
@@ -62,7 +61,9 @@ class ResumableCheckpoint:
     """Save ``objects`` to ``path`` after every epoch; with ``resume`` load them when the run starts.
 
     ``objects`` maps names to anything with ``state_dict``/``load_state_dict``; the trainer itself
-    is added on ``attach`` so its epoch and iteration counters are restored too.
+    is added on ``attach`` so its epoch and iteration counters are restored too, and so is its
+    mixed-precision GradScaler when it has one (a fresh scale would overflow or underflow the
+    first steps after a resume). A checkpoint without one (written without AMP) still resumes.
     """
 
     def __init__(self, path: str | Path, objects: dict[str, Any], resume: bool = False) -> None:
@@ -75,10 +76,16 @@ class ResumableCheckpoint:
         engine.add_event_handler(Events.STARTED, self.load)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
 
+    def _with_scaler(self, engine: Engine) -> dict[str, Any]:
+        """``objects`` plus the engine's GradScaler, looked up when used (set by the trainer)."""
+        scaler = getattr(engine, "scaler", None)
+        return self.objects if scaler is None else {**self.objects, GRAD_SCALER: scaler}
+
     def save(self, engine: Engine) -> None:
         if idist.get_rank() != 0:
             return
-        atomic_torch_save({name: unwrap(obj).state_dict() for name, obj in self.objects.items()}, self.path)
+        objects = self._with_scaler(engine)
+        atomic_torch_save({name: unwrap(obj).state_dict() for name, obj in objects.items()}, self.path)
 
     def load(self, engine: Engine) -> None:
         if not self.resume:
@@ -87,14 +94,18 @@ class ResumableCheckpoint:
             logger.warning("resume asked but %s does not exist: starting from scratch", self.path)
             return
         state = torch.load(self.path, map_location="cpu", weights_only=False)
-        missing = [name for name in self.objects if name not in state]
+        objects = self._with_scaler(engine)
+        missing = [name for name in objects if name not in state and name != GRAD_SCALER]
         if missing:
             raise ValueError(f"{self.path}: checkpoint lacks {missing}; it was not written by this bundle")
         max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
-        horizons = {name: _schedule_horizon(obj) for name, obj in self.objects.items()
+        horizons = {name: _schedule_horizon(obj) for name, obj in objects.items()
                     if isinstance(obj, torch.optim.lr_scheduler.LRScheduler)}
-        for name, obj in self.objects.items():
-            unwrap(obj).load_state_dict(state[name])
+        if GRAD_SCALER in objects and GRAD_SCALER not in state:
+            logger.info("%s holds no AMP grad scaler: it starts from its initial scale", self.path)
+        for name, obj in objects.items():
+            if name in state:
+                unwrap(obj).load_state_dict(state[name])
         for name, horizon in horizons.items():
             # A schedule's length is this run's (more epochs asked): the saved one would make a
             # cosine climb back up past its old end and one-cycle refuse to step.

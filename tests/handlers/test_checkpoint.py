@@ -141,6 +141,34 @@ def test_foreign_checkpoint_is_refused(tmp_path):
         trainer.run()
 
 
+def _amp(trainer, monkeypatch, init_scale):
+    """AMP as SupervisedTrainer runs it on CUDA: its run() makes a GradScaler (here a CPU one)."""
+    monkeypatch.setattr(torch.cuda.amp, "GradScaler", lambda: torch.amp.GradScaler("cpu", init_scale=init_scale))
+    trainer.amp = True
+    return trainer
+
+
+def test_the_amp_grad_scaler_is_saved_and_restored(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    first = _amp(_trainer(path, max_epochs=1, resume=False, seed=0)[0], monkeypatch, init_scale=512.0)
+    first.run()
+    saved = torch.load(path, weights_only=False)["grad_scaler"]
+    assert saved["scale"] == first.scaler.get_scale()
+    second = _amp(_trainer(path, max_epochs=2, resume=True, seed=1)[0], monkeypatch, init_scale=65536.0)
+    scales = []
+    second.add_event_handler(Events.ITERATION_STARTED, lambda engine: scales.append(engine.scaler.get_scale()))
+    second.run()
+    assert scales[0] == saved["scale"]  # the first step after the resume uses the saved scale
+
+
+def test_a_checkpoint_without_grad_scaler_resumes_with_amp(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    _trainer(path, max_epochs=1, resume=False, seed=0)[0].run()  # no AMP: no scaler saved
+    resumed = _amp(_trainer(path, max_epochs=2, resume=True, seed=1)[0], monkeypatch, init_scale=256.0)
+    resumed.run()
+    assert resumed.state.epoch == 2 and resumed.scaler.get_scale() == 256.0
+
+
 def test_save_replaces_atomically(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     atomic_torch_save({"v": 1}, path)
