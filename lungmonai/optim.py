@@ -69,6 +69,16 @@ def make_optimizer(
     return optimizer_from_groups(name, groups, lr, momentum)
 
 
+ONECYCLE_MOMENTUM_SPAN = 0.1  # one-cycle's usual 0.95 -> 0.85 dip while the learning rate peaks
+
+
+def _configured_momentum(optimizer: torch.optim.Optimizer) -> float:
+    """SGD's momentum or Adam's beta1, as configured: one-cycle's own 0.85-0.95 would silently
+    replace the book's 0.99, so the cycle dips from the configured value and returns to it."""
+    group = optimizer.param_groups[0]
+    return float(group["betas"][0] if "betas" in group else group.get("momentum", 0.0))
+
+
 def make_scheduler(
     name: str, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0
 ) -> torch.optim.lr_scheduler.LRScheduler:
@@ -83,5 +93,9 @@ def make_scheduler(
         return WarmupCosineSchedule(optimizer, warmup_steps=min(int(warmup_steps), total_steps - 1), t_total=total_steps)
     if name == "onecycle":
         max_lr = [group["lr"] for group in optimizer.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps)
+        momentum = _configured_momentum(optimizer)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=total_steps, cycle_momentum=momentum > 0,
+            max_momentum=momentum, base_momentum=max(momentum - ONECYCLE_MOMENTUM_SPAN, 0.0),
+        )
     raise ValueError(f"unknown schedule {name!r}: choose 'constant', 'warmup_cosine' or 'onecycle'")

@@ -107,6 +107,30 @@ def test_onecycle_peaks_at_the_given_lr():
     assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
 
 
+@pytest.mark.parametrize("name, momentum", [("sgd", 0.99), ("adamw", 0.9)])
+def test_onecycle_keeps_the_configured_momentum_at_both_ends(name, momentum):
+    optimizer = make_optimizer(name, nn.Linear(2, 2), lr=0.1, momentum=momentum)
+    scheduler = make_scheduler("onecycle", optimizer, total_steps=40)
+    key = "momentum" if name == "sgd" else "betas"
+    seen = []
+    for _ in range(40):
+        value = optimizer.param_groups[0][key]
+        seen.append(value if name == "sgd" else value[0])
+        optimizer.step()
+        scheduler.step()
+    assert seen[0] == pytest.approx(momentum) and seen[-1] == pytest.approx(momentum, abs=1e-3)
+    assert min(seen) == pytest.approx(momentum - 0.1, abs=1e-3) and max(seen) <= momentum + 1e-12
+
+
+def test_onecycle_with_plain_sgd_leaves_momentum_off():
+    optimizer = make_optimizer("sgd", nn.Linear(2, 2), lr=0.1, momentum=0.0)
+    scheduler = make_scheduler("onecycle", optimizer, total_steps=10)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["momentum"] == 0.0
+
+
 def test_unknown_names_raise():
     model = nn.Linear(2, 2)
     with pytest.raises(ValueError, match="unknown optimizer"):
