@@ -67,3 +67,33 @@ def test_segmentation_switches_typed_false_turn_batch_augmentation_off() -> None
     aug = parser.get_parsed_content("augmentation")
     assert (aug.flip, aug.rotate, aug.scale_range, aug.noise_std) == (False, False, 0.0, 0.0)
     assert parser.get_parsed_content("train#trainer#prepare_batch").augment is aug
+
+
+def _progress_bar_ids(node: object, path: str = "") -> list[str]:
+    """Config ids of every ignite ProgressBar in a config tree."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if node.get("_target_") == "ignite.handlers.ProgressBar":
+            found.append(path)
+        for key, value in node.items():
+            found += _progress_bar_ids(value, f"{path}#{key}" if path else str(key))
+    elif isinstance(node, list):
+        for k, value in enumerate(node):
+            found += _progress_bar_ids(value, f"{path}#{k}")
+    return found
+
+
+@pytest.mark.parametrize("bundle", ["nodule_cls", "nodule_seg", "nodule_malignancy"])
+@pytest.mark.parametrize("config", ["train.json", "evaluate.json"])
+@pytest.mark.parametrize("typed, disabled", [("false", True), ("False", True), ("true", False), (False, True)])
+def test_progress_bars_typed_false_are_off(bundle: str, config: str, typed: object, disabled: bool) -> None:
+    parser = ConfigParser()
+    configs = [REPO / f"bundles/{bundle}/configs/train.json"]
+    if config != "train.json":
+        configs.append(REPO / f"bundles/{bundle}/configs/{config}")
+    parser.read_config([str(c) for c in configs])
+    parser.update({"progress_bars": typed})
+    ids = _progress_bar_ids(parser.get())
+    assert ids, "no progress bar found"
+    for pid in ids:
+        assert parser.get_parsed_content(f"{pid}#_disabled_") is disabled, pid

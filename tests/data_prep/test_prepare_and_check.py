@@ -114,3 +114,13 @@ def test_check_names_rows_without_a_series_uid(dataset):
     checked = run("check_dataset.py", "--dataset_dir", str(dataset.root))
     assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked.stderr
     assert f"{annotations}: 1 row(s) without a seriesuid (line " in checked.stdout
+
+
+def test_malignancy_table_refuses_to_write_the_join_over_its_own_nodule_table(dataset):
+    target = dataset.root / "annotations_with_malignancy.csv"  # the join's default place
+    before = target.read_bytes()
+    result = run("build_malignancy_table.py", "--out", str(target),
+                 "--annotations", str(dataset.root / "annotations.csv"), "--dataset_dir", str(dataset.root))
+    assert result.returncode == 2
+    assert "is also where the join goes" in result.stderr and str(target) in result.stderr
+    assert target.read_bytes() == before  # refused before LIDC is even read
