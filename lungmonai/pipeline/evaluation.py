@@ -41,6 +41,11 @@ def _truth(dataset_dir: Path) -> pd.DataFrame:
     annotations = read_luna_csv(dataset_dir / ANNOTATION_FILE, ANNOTATION_COLUMNS)
     malignancy_path = dataset_dir / MALIGNANCY_FILE
     if not malignancy_path.is_file():
+        warnings.warn(
+            f"{malignancy_path} not found: every annotated nodule counts as benign, so the confusion "
+            "table's Malignant row stays empty (data_prep/build_malignancy_table.py writes it)",
+            stacklevel=3,
+        )
         return annotations.assign(mal_bool=False)
     malignancy = read_luna_csv(malignancy_path, MALIGNANCY_COLUMNS)
     flags, _ = match_malignancy(annotations, malignancy, malignancy_path)

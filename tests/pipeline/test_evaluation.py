@@ -62,7 +62,8 @@ def test_froc_scores_every_luna16_annotation_even_without_lidc_ratings(monkeypat
 def test_series_without_nodules_give_an_undefined_cpm_and_still_every_file(monkeypatch, tmp_path: Path) -> None:
     dataset = _fake_dataset(monkeypatch, tmp_path, ["s1", "s2"], [(0, 0, 0)])
     (dataset / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\nother,0,0,0,8\n")
-    metrics = _evaluate(dataset, tmp_path)
+    with pytest.warns(UserWarning, match="annotations_with_malignancy.csv not found: every annotated nodule counts as benign"):
+        metrics = _evaluate(dataset, tmp_path)
     assert metrics["cpm"] is None and metrics["cpm_ci"] == [None, None]
     written = json.loads((tmp_path / "out/metrics.json").read_text())
     assert written["cpm"] is None and written["confusion"]["counts"]["Non-nodule"]["Predicted malignant"] == 2
