@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lungmonai.cache.atomic import atomic_write_csv, atomic_write_json  # noqa: E402
+from lungmonai.cache.crops import round_half_up  # noqa: E402
 from lungmonai.geometry import xyz_to_irc  # noqa: E402
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings  # noqa: E402
 from lungmonai.plots import save_figure  # noqa: E402
@@ -38,11 +40,15 @@ def submission_rows(analysis: Analysis) -> pd.DataFrame:
     }, columns=SUBMISSION_COLUMNS)
 
 
+def _ranked_nodules(analysis: Analysis, settings: PipelineSettings) -> pd.DataFrame:
+    """The reported nodules, most likely first: the order of the report and its pictures."""
+    return analysis.nodules(settings).sort_values("p_nodule", ascending=False, kind="stable")
+
+
 def nodule_records(analysis: Analysis, settings: PipelineSettings) -> list[dict[str, Any]]:
     records = []
     geometry = analysis.source_geometry or analysis.ct.geometry  # indices into the file as given
-    nodules = analysis.nodules(settings).sort_values("p_nodule", ascending=False, kind="stable")
-    for rank, row in enumerate(nodules.itertuples(index=False), start=1):
+    for rank, row in enumerate(_ranked_nodules(analysis, settings).itertuples(index=False), start=1):
         p_mal = None if pd.isna(row.p_malignant) else float(row.p_malignant)
         records.append({
             "rank": rank,
@@ -57,12 +63,12 @@ def nodule_records(analysis: Analysis, settings: PipelineSettings) -> list[dict[
     return records
 
 
-def nodule_figure(analysis: Analysis, record: dict[str, Any]) -> plt.Figure:
-    """Three orthogonal views centred on the nodule, in physical proportions, mask outlined."""
+def nodule_figure(analysis: Analysis, record: dict[str, Any], center_irc: Sequence[float]) -> plt.Figure:
+    """Three orthogonal views centred on the nodule, in physical proportions, mask outlined.
+    ``center_irc``: the component's centre on the analysed (axial-first) grid, which the
+    record's ``center_irc`` (the file's own grid) need not be."""
     hu, mask = analysis.ct.hu, analysis.mask
-    # the analysed (axial-first) grid, which the report's center_irc need not be
-    i, r, c = np.clip(xyz_to_irc(np.asarray(record["center_xyz"], dtype=np.float64), analysis.ct.geometry), 0,
-                      np.array(hu.shape) - 1).tolist()
+    i, r, c = np.clip(round_half_up(center_irc), 0, np.array(hu.shape) - 1).tolist()
     spacing = analysis.ct.geometry.spacing_irc
     half = [max(4, int(VIEW_MM / 2 / s)) for s in spacing]
     window = [slice(max(0, p - h), min(n, p + h)) for p, h, n in zip((i, r, c), half, hu.shape)]
@@ -111,9 +117,10 @@ def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSet
         "seconds": {k: round(v, 2) for k, v in analysis.seconds.items()},
     }
     if pictures:  # the most likely nodules only: a picture costs ~0.2 s
+        ranked = _ranked_nodules(analysis, settings)[["center_i", "center_r", "center_c"]].to_numpy()
         report["pictures"] = [
-            save_figure(nodule_figure(analysis, rec), out / f"{stem}_nodule{rec['rank']}.png").name
-            for rec in records[: settings.max_pictures]
+            save_figure(nodule_figure(analysis, rec, center), out / f"{stem}_nodule{rec['rank']}.png").name
+            for rec, center in zip(records[: settings.max_pictures], ranked)
         ]
     _remove_stale_pictures(out, stem, keep=set(report.get("pictures", [])))
     if write_mask:

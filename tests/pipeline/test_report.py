@@ -10,6 +10,7 @@ import pandas as pd
 from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.metrics.confusion import detection_classes
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings
+import lungmonai.pipeline.report as report
 from lungmonai.pipeline.report import nodule_records
 
 
@@ -28,3 +29,27 @@ def test_malignant_flag_uses_the_unrounded_probability_like_the_confusion_table(
     classes = detection_classes(candidates["p_nodule"].to_numpy(), p_malignant, nodule_threshold=0.5,
                                 malignancy_threshold=0.5)
     assert [bool(c == 3) for c in classes] == [r["malignant"] for r in records]  # 3: predicted malignant
+
+
+def test_each_picture_shows_the_slice_through_its_own_nodule(tmp_path: Path, monkeypatch) -> None:
+    # Slice k of the CT holds 10 k: the axial views of nodules centred at slice 2.496 and 6.5
+    # must show slices 2 and 7 (ITK rounds halves up); the report's xyz, rounded to 0.01 mm,
+    # would put the first on slice 3.
+    hu = np.broadcast_to(np.arange(8, dtype=np.int16)[:, None, None] * 10, (8, 16, 16)).copy()
+    ct = CTVolume(hu, Geometry((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), Path("ct.mhd"), "ct")
+    candidates = pd.DataFrame({
+        "series_uid": "ct", "center_x": [8.0, 8.0], "center_y": 8.0, "center_z": [2.496, 6.5], "center_i": [2.496, 6.5], "center_r": 8.0,
+        "center_c": 8.0, "p_nodule": [0.9, 0.8], "p_malignant": [0.2, 0.7], "voxels": 5, "diameter_mm": 4.0,
+    })
+    analysis = Analysis(ct=ct, candidates=candidates, mask=np.zeros(hu.shape, bool))
+    shown = []
+    original = report.nodule_figure
+
+    def spy(analysis, record, center_irc):
+        figure = original(analysis, record, center_irc)
+        shown.append(int(np.asarray(figure.axes[0].images[0].get_array())[0, 0]))
+        return figure
+
+    monkeypatch.setattr(report, "nodule_figure", spy)
+    written = report.write_reports(analysis, tmp_path, PipelineSettings(nodule_threshold=0.5))
+    assert shown == [20, 70] and written["pictures"] == ["ct_nodule1.png", "ct_nodule2.png"]
