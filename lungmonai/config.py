@@ -1,4 +1,4 @@
-"""Helpers that bundle configs call on command-line values.
+"""Helpers that bundle configs call on command-line values, and the bundles folder's rule.
 
 ``python -m monai.bundle run ... --augment_flip false`` hands the config the *string* "false"
 (fire only turns Python literals such as ``False`` into booleans), and a non-empty string is
@@ -9,6 +9,7 @@ switch in the bundles goes through :func:`flag`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
@@ -40,3 +41,13 @@ def compute_threads(requested: int, loader_workers: int) -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, cores - max(0, int(loader_workers)))
+
+
+def bundles_root(bundles_dir: str | os.PathLike[str]) -> Path:
+    """``bundles_dir`` resolved, refused unless it is named ``bundles``: the configs find each
+    other by ``bundles/<name>/...`` paths from the folder above, so a copy must keep the name."""
+    bundles = Path(bundles_dir).resolve()
+    if bundles.name != "bundles":
+        raise ValueError(f"{bundles}: must be a directory named bundles (the configs find each other "
+                         "under a folder named 'bundles', as bundles/<name>/...)")
+    return bundles

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lungmonai.config import bundles_root
+
 REPO = Path(__file__).resolve().parents[1]
 _TRUSTED_CONFIG_WARNING = "ignore:parsing config_file:UserWarning"
 _BUNDLE_CONFIGS = tuple(  # what the demo runs and the analysis loads from --bundles_dir
@@ -198,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     run = _Run(args, *(_in_repo(p) for p in (args.dataset_dir, args.bundles_dir, args.out)))
-    if run.bundles.name != "bundles":
-        ap.error(f"{run.bundles}: --bundles_dir must be a directory named bundles (the configs refer to bundles/<name>/...)")
+    try:
+        bundles_root(run.bundles)
+    except ValueError as error:
+        ap.error(f"--bundles_dir {error}")
     missing = [c for c in _BUNDLE_CONFIGS if not (run.bundles / c).is_file()]
     if missing:
         ap.error(f"{run.bundles} is not a copy of the repository's bundles/: it lacks {', '.join(missing)}")

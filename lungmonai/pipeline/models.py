@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lungmonai.config import bundles_root
 from lungmonai.segmentation import load_segmenter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,9 +41,7 @@ def reading_bundles(bundles_dir: str | Path = BUNDLES) -> Iterator[None]:
     """Bundle configs name each other by paths relative to the folder holding ``bundles/``
     (``%bundles/nodule_cls/...`` macros), so they are read from there: a copy of ``bundles/``
     elsewhere then resolves to its own files, not the repository's."""
-    bundles = Path(bundles_dir).resolve()
-    if bundles.name != "bundles":
-        raise ValueError(f"{bundles}: a bundles directory must be named 'bundles' (the configs refer to bundles/<name>/...)")
+    bundles = bundles_root(bundles_dir)
     previous = Path.cwd()
     os.chdir(bundles.parent)
     try:
