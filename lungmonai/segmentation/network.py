@@ -1,8 +1,8 @@
 """Start the segmenter from "nothing is a nodule": the output bias set to a small prior.
 
-With the recall term weighted (2 in the bundle, 8 in the book), a freshly initialised network (output 0.5 everywhere) sits
-in a basin where marking every voxel is cheap: recall is perfect and plain Dice is near 1
-whatever it does, its gradient shrinking with the number of marked voxels. Starting at a
+With the recall term weighted (2 in the bundle, 8 in the book), a freshly initialised network
+(output 0.5 everywhere) sits in a basin where marking every voxel is cheap: recall is perfect
+and plain Dice is near 1 whatever it does, its gradient shrinking with the number of marked voxels. Starting at a
 prior of ~1 % marked (the trick of focal-loss detectors) puts the network where Dice's
 gradient against false marks is strong, and the recall term raises only nodule voxels.
 """
