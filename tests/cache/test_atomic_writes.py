@@ -71,6 +71,12 @@ def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "split.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o644
+    previous = os.umask(0o027)  # a stricter umask is honoured too, not a fixed 0o644
+    try:
+        atomic_write_json(tmp_path / "private.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o640
 
 
 def test_jsonable_turns_every_undefined_figure_into_null(tmp_path):

@@ -85,10 +85,12 @@ def test_frozen_parameters_do_not_move_in_a_training_step(classifier_ckpt: Path)
 
 
 def test_unfreezing_releases_the_batch_norm_and_keeps_the_configured_weight_decay(classifier_ckpt: Path) -> None:
-    net = prepare_network(LunaModel(), classifier_ckpt, depth=5)  # everything but tail_batchnorm
+    net = prepare_network(LunaModel(), classifier_ckpt, depth=4)  # head and block4..block2
     optimizer = make_finetune_optimizer("adamw", net, lr=1e-2, weight_decay=0.05)
-    unfreezing = GradualUnfreezing(net, optimizer, every=1, lr=1e-2, start_depth=5, max_depth=6)
-    unfreezing.unfreeze_to(6)
+    unfreezing = GradualUnfreezing(net, optimizer, every=1, lr=1e-2, start_depth=4, max_depth=6)
+    unfreezing.unfreeze_to(6)  # adds block1 (conv weights and biases), then tail_batchnorm
+    block1 = {g["weight_decay"] for g in optimizer.param_groups if g["block"] == "block1"}
+    assert block1 == {0.0, 0.05}  # added by unfreezing: weights decayed as configured, biases not
     decays = {(g["block"], g["weight_decay"]) for g in optimizer.param_groups if g["block"] == "tail_batchnorm"}
     assert decays == {("tail_batchnorm", 0.0)}  # norm parameters: never decayed
     block4 = {g["weight_decay"] for g in optimizer.param_groups if g["block"] == "block4"}
