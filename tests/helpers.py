@@ -72,6 +72,16 @@ def write_dicom_series(directory: Path, hu: np.ndarray, *, spacing, origin, dire
     return paths
 
 
+def write_reoriented(source: Path | sitk.Image, destination: Path, order: tuple[int, int, int] = (0, 1, 2),
+                     flips: tuple[bool, bool, bool] = (False, False, False)) -> Path:
+    """The same voxels in patient space, stored with ITK axes ``order`` and ``flips`` (a sagittal
+    or feet-first NIfTI of a LUNA16 series): what the readers must lay out as LUNA16's again."""
+    image = sitk.ReadImage(str(source)) if isinstance(source, Path) else source
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.Flip(sitk.PermuteAxes(image, order), flips), str(destination))
+    return destination
+
+
 def read_error(path: Path) -> str:
     """The CTReadError message for ``path``, checked to start with ``"<path>: "``."""
     with pytest.raises(CTReadError) as caught:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.bundles.conftest import REPO, run_bundle
+from tests.helpers import write_reoriented
 
 CONFIGS = REPO / "bundles/nodule_cls/configs"
 TRAIN = "bundles/nodule_cls/configs/train.json"
@@ -86,12 +87,9 @@ def test_inference_scores_every_candidate_of_the_ct(tiny_prepared: Path, trained
 def test_inference_names_its_output_by_series_and_reads_a_flipped_nifti_alike(
     tiny_prepared: Path, trained: Path, tmp_path: Path
 ) -> None:
-    import SimpleITK as sitk
-
     mhd = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
     nifti = tmp_path / "nifti" / f"{mhd.stem}.nii.gz"  # same series, stored flipped in x and y
-    nifti.parent.mkdir()
-    sitk.WriteImage(sitk.Flip(sitk.ReadImage(str(mhd)), (True, True, False)), str(nifti))
+    write_reoriented(mhd, nifti, flips=(True, True, False))
     for source, out in ((mhd, tmp_path / "a"), (nifti, tmp_path / "b")):
         run_bundle("run", ["bundles/nodule_cls/configs/inference.json"],
                    {"bundle_root": str(trained), "input": str(source), "candidates": str(tiny_prepared / "candidates.csv"),

@@ -13,6 +13,7 @@ import torch
 
 from lungmonai.io import find_series, read_ct
 from tests.bundles.conftest import REPO, run_bundle
+from tests.helpers import write_reoriented
 
 TRAIN = "bundles/nodule_seg/configs/train.json"
 pytestmark = pytest.mark.slow
@@ -73,8 +74,7 @@ def test_inference_on_a_flipped_nifti_marks_the_same_voxels_in_patient_space(
 ) -> None:
     uid, ct_path = sorted(find_series(tiny_prepared).items())[0]
     flipped = tmp_path / "in" / f"{uid}.nii.gz"
-    flipped.parent.mkdir()
-    sitk.WriteImage(sitk.Flip(sitk.ReadImage(str(ct_path)), (True, True, False)), str(flipped))
+    write_reoriented(ct_path, flipped, flips=(True, True, False))
     for source, out in ((ct_path, tmp_path / "a"), (flipped, tmp_path / "b")):
         run_bundle("run", ["bundles/nodule_seg/configs/inference.json"],
                    {"bundle_root": str(trained), "input": str(source), "output_dir": str(out), "threshold": 0.5})

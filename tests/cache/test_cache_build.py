@@ -8,14 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 import lungmonai.cache.build as build_module
 from lungmonai.cache import CacheBuildError, CacheMissError, CropCache, build_cache, clip_hu, extract_crop
 from lungmonai.geometry import xyz_to_irc
 from lungmonai.io import find_series, read_ct
 from lungmonai.tables.candidates import build_candidate_table, centers_xyz
-from tests.helpers import NODULE_HU, write_luna_dataset
+from tests.helpers import NODULE_HU, write_luna_dataset, write_reoriented
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +62,7 @@ def test_a_flipped_sagittal_copy_caches_as_its_luna16_original(tiny, serial_cach
     """Training must see crops laid out as inference analyses them (to_lps), whatever the file."""
     data, table = tiny
     uid = data.series_uids[0]
-    image = sitk.ReadImage(str(data.series[uid]))
-    stored = sitk.Flip(sitk.PermuteAxes(image, (2, 0, 1)), (True, False, True))
-    nifti = tmp_path / f"{uid}.nii.gz"
-    sitk.WriteImage(stored, str(nifti))
+    nifti = write_reoriented(data.series[uid], tmp_path / f"{uid}.nii.gz", (2, 0, 1), (True, False, True))
     cache_dir = tmp_path / "cache"
     build_cache(table[table.series_uid == uid], {uid: nifti}, cache_dir, workers=1)
     original, flipped = CropCache(serial_cache), CropCache(cache_dir)

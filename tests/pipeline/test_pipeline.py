@@ -26,7 +26,7 @@ from lungmonai.io import read_ct
 from lungmonai.pipeline import PipelineSettings, analyze, analyze_ct, evaluate_split, load_models
 from lungmonai.pipeline.models import REPO
 from lungmonai.tables.splits import load_split
-from tests.helpers import write_dicom_series
+from tests.helpers import write_dicom_series, write_reoriented
 
 pytestmark = pytest.mark.slow
 
@@ -321,8 +321,7 @@ def test_cli_refuses_impossible_settings_as_usage_errors(capsys) -> None:
 def test_a_ct_stored_in_another_axis_order_gives_the_same_findings(tiny_prepared: Path, models, tmp_path: Path) -> None:
     # A coronal-first, flipped NIfTI of the same voxels: the segmenter must still read axial slices
     source = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
-    sitk.WriteImage(sitk.Flip(sitk.PermuteAxes(sitk.ReadImage(str(source)), (0, 2, 1)), (True, False, True)),
-                    str(tmp_path / "turned.nii.gz"))
+    write_reoriented(source, tmp_path / "turned.nii.gz", (0, 2, 1), (True, False, True))
     settings = PipelineSettings(max_components=5, nodule_threshold=0.0)
     (plain,) = analyze(source, tmp_path / "plain", settings, models, pictures=False)
     (turned,) = analyze(tmp_path / "turned.nii.gz", tmp_path / "turned", settings, models, pictures=False)

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from lungmonai.io.volume import Geometry
 from lungmonai.segmentation.labels import box_rule_mask, find_mask_file, positive_slices, read_contour_mask
+from tests.helpers import write_reoriented
 
 
 def _sphere(shape: tuple[int, int, int], center: tuple[int, int, int], radius: float) -> np.ndarray:
@@ -87,8 +88,7 @@ def test_a_contour_mask_stored_flipped_like_its_ct_fits_the_cached_layout(tmp_pa
     image = sitk.GetImageFromArray(labels)
     image.SetOrigin(tuple(geometry.origin_xyz))
     image.SetSpacing(tuple(geometry.spacing_xyz))
-    path = tmp_path / "uid1.nii.gz"
-    sitk.WriteImage(sitk.Flip(sitk.PermuteAxes(image, (1, 2, 0)), (False, True, True)), str(path))
+    path = write_reoriented(image, tmp_path / "uid1.nii.gz", (1, 2, 0), (False, True, True))
     np.testing.assert_array_equal(read_contour_mask(path, geometry, labels.shape), labels > 0)
 
 
