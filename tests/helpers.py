@@ -72,6 +72,13 @@ def write_dicom_series(directory: Path, hu: np.ndarray, *, spacing, origin, dire
     return paths
 
 
+def touch(path: Path, text: str = "NDims = 3\n") -> Path:
+    """A small file at ``path`` (parents made): a stand-in where only the name and place matter."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def write_reoriented(source: Path | sitk.Image, destination: Path, order: tuple[int, int, int] = (0, 1, 2),
                      flips: tuple[bool, bool, bool] = (False, False, False)) -> Path:
     """The same voxels in patient space, stored with ITK axes ``order`` and ``flips`` (a sagittal

@@ -8,12 +8,8 @@ import pytest
 
 from lungmonai.io import CTReadError, find_series
 from lungmonai.io.discover import output_stem
+from tests.helpers import touch
 
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("NDims = 3\n")
-    return path
 
 
 def test_finds_subsets_and_top_level_sorted(tmp_path: Path) -> None:

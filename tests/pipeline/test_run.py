@@ -9,25 +9,20 @@ import pytest
 
 from lungmonai.pipeline.run import find_inputs
 
-from tests.helpers import write_dicom_series, write_luna_dataset
+from tests.helpers import touch, write_dicom_series, write_luna_dataset
 
-
-def _touch(path: Path, text: str = "x") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def test_a_luna16_folder_gives_its_series_not_the_masks_beside_them(tmp_path: Path) -> None:
     dataset = write_luna_dataset(tmp_path / "luna", n_series=2, include_missing_series=False)
-    _touch(dataset.root / "masks" / f"{dataset.series_uids[0]}.mhd")  # a label map named like its CT
+    touch(dataset.root / "masks" / f"{dataset.series_uids[0]}.mhd")  # a label map named like its CT
     assert find_inputs(dataset.root) == sorted(dataset.series.values())
 
 
 def test_hidden_folders_and_the_pipelines_own_masks_are_not_inputs(tmp_path: Path) -> None:
-    ct = _touch(tmp_path / "cts" / "scan.nii.gz")
-    _touch(tmp_path / "cts" / ".venv" / "lib" / "example.nii.gz")
-    _touch(tmp_path / "cts" / "out" / "scan_mask.nii.gz")  # written by an earlier --mask run
+    ct = touch(tmp_path / "cts" / "scan.nii.gz")
+    touch(tmp_path / "cts" / ".venv" / "lib" / "example.nii.gz")
+    touch(tmp_path / "cts" / "out" / "scan_mask.nii.gz")  # written by an earlier --mask run
     assert find_inputs(tmp_path / "cts") == [ct]
 
 
@@ -37,7 +32,7 @@ def test_dicom_files_named_by_their_uids_are_found(tmp_path: Path) -> None:
                                direction=np.eye(3))
     for k, path in enumerate(paths):
         path.rename(series / f"1.2.826.0.1.3680043.2.1125.99.{k + 1}")  # a suffix to Python, a UID to DICOM
-    _touch(series.parent / "notes.txt", "not a CT")
+    touch(series.parent / "notes.txt", "not a CT")
     assert find_inputs(tmp_path / "cts") == [series]
 
 
