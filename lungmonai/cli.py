@@ -1,7 +1,8 @@
 """``lungmonai analyze PATH [--out DIR]`` and ``lungmonai evaluate``: the pipeline from a shell.
 
-Thresholds come from ``bundles/nodule_pipeline/configs/inference.json`` (the same settings the
-bundle uses), and any of them can be overridden with a flag.
+Thresholds come from the bundles' ``contract.json`` (the same settings the pipeline bundle uses),
+and any of them can be overridden with a flag. The bundles are ``--bundles DIR``, else the
+folder named by ``LUNGMONAI_BUNDLES``, else the ones installed with the package.
 """
 
 from __future__ import annotations
@@ -11,23 +12,18 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-from lungmonai.pipeline.analysis import PipelineSettings
-from lungmonai.pipeline.models import BUNDLES, reading_bundles
+from lungmonai.config import find_bundles
+from lungmonai.pipeline.analysis import PipelineSettings, pipeline_settings
 
 
-def bundle_settings(bundles_dir: str | Path = BUNDLES) -> PipelineSettings:
-    """The pipeline bundle's ``settings`` (from ``bundles_dir``, the repository's by default)."""
-    from monai.bundle import ConfigParser
-
-    with reading_bundles(bundles_dir):
-        parser = ConfigParser()
-        parser.read_config(str(Path(bundles_dir) / "nodule_pipeline/configs/inference.json"))
-        return parser.get_parsed_content("settings")
+def bundle_settings(bundles_dir: str | Path | None = None) -> PipelineSettings:
+    """The pipeline bundle's settings, from ``bundles_dir`` (see :func:`lungmonai.config.find_bundles`)."""
+    return pipeline_settings(find_bundles(bundles_dir))
 
 
 def _settings(args: argparse.Namespace) -> PipelineSettings:
     overrides = {f.name: getattr(args, f.name) for f in fields(PipelineSettings) if getattr(args, f.name) is not None}
-    return replace(bundle_settings(), **overrides)
+    return replace(bundle_settings(args.bundles), **overrides)
 
 
 def _check_device(device: str | None) -> None:
@@ -57,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_p.add_argument("--n_boot", type=int, default=1000)
     for p in (analyze_p, evaluate_p):
         p.add_argument("--device", default=None, help="cpu or cuda:N (default: cuda if available)")
+        p.add_argument("--bundles", default=None, metavar="DIR",
+                       help="the bundles folder (default: $LUNGMONAI_BUNDLES, else the installed bundles)")
         for f in fields(PipelineSettings):
             p.add_argument(f"--{f.name}", type=type(f.default), default=None)
     args = ap.parse_args(argv)
@@ -65,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         _check_device(args.device)
     except ValueError as error:
         ap.error(str(error))
+    except FileNotFoundError as error:  # --bundles or LUNGMONAI_BUNDLES names no bundles folder
+        print(f"lungmonai: error: {error}", file=sys.stderr)
+        return 1
 
     from lungmonai.io.errors import CTReadError
     from lungmonai.pipeline import UnreadableCTs, analyze, evaluate_split, load_models
@@ -73,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     # the file, not a traceback.
     try:
         if args.command == "analyze":  # finds the inputs before it loads the models
-            analyze(args.path, args.out, settings, write_mask=args.mask, device=args.device)
+            analyze(args.path, args.out, settings, write_mask=args.mask, device=args.device, bundles_dir=args.bundles)
         else:
             if not Path(args.dataset_dir).is_dir():  # before minutes of model loading
                 raise FileNotFoundError(f"{args.dataset_dir}: dataset directory not found")
-            models = load_models(device=args.device)
+            models = load_models(args.bundles, device=args.device)
             evaluate_split(args.dataset_dir, args.part, args.out, settings, models, n_boot=args.n_boot)
     except (FileNotFoundError, NotADirectoryError, CTReadError, UnreadableCTs) as error:
         print(f"lungmonai: error: {error}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Helpers that bundle configs call on command-line values, and the bundles folder's rule.
+"""Helpers that bundle configs call: command-line switches, and where the bundles and their contract are.
 
 ``python -m monai.bundle run ... --augment_flip false`` hands the config the *string* "false"
 (fire only turns Python literals such as ``False`` into booleans), and a non-empty string is
@@ -8,8 +8,13 @@ switch in the bundles goes through :func:`flag`.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
@@ -43,11 +48,54 @@ def compute_threads(requested: int, loader_workers: int) -> int:
     return max(1, cores - max(0, int(loader_workers)))
 
 
-def bundles_root(bundles_dir: str | os.PathLike[str]) -> Path:
-    """``bundles_dir`` resolved, refused unless it is named ``bundles``: the configs find each
-    other by ``bundles/<name>/...`` paths from the folder above, so a copy must keep the name."""
-    bundles = Path(bundles_dir).resolve()
-    if bundles.name != "bundles":
-        raise ValueError(f"{bundles}: must be a directory named bundles (the configs find each other "
-                         "under a folder named 'bundles', as bundles/<name>/...)")
-    return bundles
+BUNDLES_ENV = "LUNGMONAI_BUNDLES"
+CONTRACT = "contract.json"
+
+
+def find_bundles(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The bundles folder: ``explicit`` (a ``--bundles`` argument), else the folder named by the
+    ``LUNGMONAI_BUNDLES`` environment variable, else the bundles installed with the package.
+
+    The installed ones are package data (``lungmonai/bundles``, which in a source checkout links to
+    the repository's ``bundles/``), so a wheel installed anywhere finds its configs and weights
+    without a working directory or a path relative to the source tree. This is every config's
+    default ``bundles_dir``.
+    """
+    if explicit not in (None, ""):
+        source, chosen = "--bundles", Path(explicit)
+    elif os.environ.get(BUNDLES_ENV):
+        source, chosen = BUNDLES_ENV, Path(os.environ[BUNDLES_ENV])
+    else:
+        source, chosen = "the installed package", Path(str(resources.files("lungmonai") / "bundles"))
+    if not (chosen / CONTRACT).is_file():
+        raise FileNotFoundError(f"{chosen} (from {source}): not a bundles folder, it has no {CONTRACT}")
+    return chosen.resolve()
+
+
+@lru_cache(maxsize=None)
+def _read_contract(path: Path, mtime_ns: int) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def contract(bundles_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings the stages agree on (HU window, crop shape, network definitions, pipeline
+    settings), from ``bundles_dir/contract.json``: one file for all the bundles of a folder, so
+    that a copy of the bundles carries its own. Every config reads it through its
+    ``bundles_dir`` (``--bundles_dir COPY`` switches a run to a copy); ``bundle_root`` only says
+    where that bundle's weights, runs and evaluations are."""
+    path = Path(bundles_dir).resolve() / CONTRACT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no {CONTRACT}; {bundles_dir} is not a bundles folder")
+    return copy.deepcopy(_read_contract(path, path.stat().st_mtime_ns))
+
+
+def network(settings: dict[str, Any], name: str) -> Any:
+    """A new instance of network ``name`` of a :func:`contract` (a MONAI component definition),
+    so that training, evaluation, inference, ``ckpt_export`` and ``verify_net_in_out`` all build
+    the same one."""
+    from monai.bundle import ConfigParser
+
+    if name not in settings["networks"]:
+        raise KeyError(f"{name!r}: no such network in the contract (it has {sorted(settings['networks'])})")
+    return ConfigParser(copy.deepcopy(settings)).get_parsed_content(f"networks#{name}", lazy=False)

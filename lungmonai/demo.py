@@ -2,7 +2,9 @@
 
 Runs the same commands a user would type (the data_prep scripts' functions and the bundles
 through ``python -m monai.bundle``), so the demo proves the documented path, not a shortcut.
-Each stage is skipped when its output is already there, so a rerun continues.
+Its training budget is a recipe file per bundle, ``configs/demo.json``, merged over the
+bundle's ``train.json`` (the bundles' own defaults are the book's full-size settings). Each
+stage is skipped when its output is already there, so a rerun continues.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lungmonai.config import bundles_root
+from lungmonai.config import find_bundles
 
-REPO = Path(__file__).resolve().parents[1]
 _TRUSTED_CONFIG_WARNING = "ignore:parsing config_file:UserWarning"
 _BUNDLE_CONFIGS = tuple(  # what the demo runs and the analysis loads from --bundles_dir
     f"{bundle}/configs/{name}.json"
-    for bundle, names in (("nodule_cls", ("train", "evaluate", "inference")), ("nodule_seg", ("train", "inference")),
-                          ("nodule_malignancy", ("train", "inference")), ("nodule_pipeline", ("inference",)))
+    for bundle, names in (("nodule_cls", ("train", "demo", "evaluate", "inference")),
+                          ("nodule_seg", ("train", "demo", "inference")),
+                          ("nodule_malignancy", ("train", "demo", "inference")), ("nodule_pipeline", ("inference",)))
     for name in names
 )
 
@@ -52,20 +54,21 @@ class _Run:
         return self.dataset / "prepared"
 
     def bundle(self, bundle: str, configs: tuple[str, ...], run_id: str, overrides: dict[str, object]) -> None:
-        """``python -m monai.bundle run RUN_ID --config_file ...`` as a user would type it, from
-        the folder holding ``bundles/``: the configs' relative paths (``bundles/nodule_cls/models``,
-        ``%bundles/...`` macros) then stay inside the bundles this run uses."""
+        """``python -m monai.bundle run RUN_ID --config_file ... --bundles_dir ...`` as a user
+        would type it for a copy of the bundles: the copy's contract is used, and its models,
+        runs and evals land in the copy."""
         files = [str(self.bundles / bundle / "configs" / name) for name in configs]
         cmd = [sys.executable, "-m", "monai.bundle", "run", run_id,
                "--config_file", files[0] if len(files) == 1 else repr(files),
                "--logging_file", str(self.bundles / bundle / "configs/logging.conf"),
+               "--bundles_dir", str(self.bundles),
                "--dataset_dir", str(self.dataset)]
         for key, value in overrides.items():
             cmd += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
         print("$", " ".join(cmd), flush=True)
         # MONAI warns on every run that a config may execute code; these are the project's own.
         warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _TRUSTED_CONFIG_WARNING]))
-        subprocess.run(cmd, check=True, cwd=self.bundles.parent, env={**os.environ, "PYTHONWARNINGS": warnings})
+        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONWARNINGS": warnings})
 
 
 def _generate(run: _Run) -> None:
@@ -94,39 +97,28 @@ def _prepare(run: _Run) -> None:
     print(format_summary(prepare_dataset(run.dataset, workers=run.args.workers)))
 
 
-def _train(run: _Run, bundle: str, budget: dict[str, object], after: tuple[Path, ...] = ()) -> None:
-    """Train ``bundle``, unless its weights are newer than the split and every file of ``after``."""
+def _train(run: _Run, bundle: str, after: tuple[Path, ...] = ()) -> None:
+    """Train ``bundle`` with its demo recipe, unless its weights are newer than the split and every
+    file of ``after``."""
     weights = run.bundles / bundle / "models/model.pt"
     inputs = (run.prepared / "split.json", *after)
     if weights.is_file() and not run.args.retrain and not _stale(weights, inputs):
         print(f"{weights} exists and is newer than {', '.join(p.name for p in inputs)}: skipping (--retrain to redo)")
         return
-    run.bundle(bundle, ("train.json",), "training", budget)
+    run.bundle(bundle, ("train.json", "demo.json"), "training", {})
 
 
-# The demo's budget on 2 CPU cores; the bundles' own defaults are the book's full-size settings.
-# Once the segmentation trained 3.3x faster (augmentation on the batch) the time went to
-# longer training, chosen on the val series: classifier 16 epochs instead of 10 and
-# segmentation 8 instead of 5 gave val CPM 0.645 (16 + 5: 0.597, 10 + 8: 0.593, 10 + 5: 0.579).
-# Three negatives per positive (the book's 1:1 is the bundle default): with 20k samples the
-# classifier sees each negative ~5 times instead of ~3, and the pipeline ranks findings better
-# (val CPM 0.568 vs 0.538, val AUC on the candidate table 0.911 vs 0.880).
 def _train_classifier(run: _Run) -> None:
-    _train(run, "nodule_cls", {
-        "epochs": run.args.cls_epochs, "epoch_samples": run.args.cls_epoch_samples, "ratio": 3,
-        "optimizer_name": "adamw", "learning_rate": 3e-3, "weight_decay": 0.01, "schedule": "warmup_cosine",
-        "warmup_epochs": 1,
-    })
+    _train(run, "nodule_cls")
 
 
 def _train_segmentation(run: _Run) -> None:
-    _train(run, "nodule_seg", _budget(run.args.seg_epochs, run.args.seg_epoch_samples))
+    _train(run, "nodule_seg")
 
 
 def _train_malignancy(run: _Run) -> None:
     # Fine-tuned from the classifier (the bundle's classifier_ckpt), so redone when that is newer.
-    _train(run, "nodule_malignancy", _budget(run.args.mal_epochs, run.args.mal_epoch_samples),
-           after=(run.bundles / "nodule_cls/models/model.pt",))
+    _train(run, "nodule_malignancy", after=(run.bundles / "nodule_cls/models/model.pt",))
 
 
 def _evaluate_classifier(run: _Run) -> None:
@@ -153,12 +145,9 @@ def _evaluate_classifier(run: _Run) -> None:
 
 
 def _analyse_test(run: _Run) -> None:
-    from dataclasses import replace
+    from lungmonai.pipeline import evaluate_split, load_models, pipeline_settings
 
-    from lungmonai.cli import bundle_settings
-    from lungmonai.pipeline import evaluate_split, load_models
-
-    settings = replace(bundle_settings(run.bundles), **run.chosen)
+    settings = pipeline_settings(run.bundles, **run.chosen)
     print(f"pipeline settings: {settings}")
     metrics = evaluate_split(run.dataset, "test", run.out, settings, load_models(run.bundles), n_boot=500)
     print(f"reports, FROC and metrics in {run.out}; malignant-nodule recall {metrics['malignant_recall']}")
@@ -182,15 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--series", type=int, default=100, help="series to generate when the dataset is missing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--cls_epochs", type=int, default=16)
-    ap.add_argument("--cls_epoch_samples", type=int, default=2048)
-    ap.add_argument("--seg_epochs", type=int, default=8)
-    ap.add_argument("--seg_epoch_samples", type=int, default=None, help="default: the bundle's")
-    ap.add_argument("--mal_epochs", type=int, default=8)
-    ap.add_argument("--mal_epoch_samples", type=int, default=None, help="default: the bundle's")
-    ap.add_argument("--bundles_dir", default="bundles",
-                    help="a directory named bundles (a copy of the repository's) whose configs run and "
-                         "where their models, runs and evals land")
+    ap.add_argument("--bundles_dir", default=None,
+                    help="a copy of the bundles whose configs (and demo recipes) run and where their models, "
+                         "runs and evals land (default: $LUNGMONAI_BUNDLES, else the installed bundles)")
     ap.add_argument("--out", default="output/evaluation", help="the test series' reports and metrics")
     ap.add_argument("--retrain", action="store_true", help="train every model again even if weights exist")
     return ap
@@ -199,28 +182,19 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
-    run = _Run(args, *(_in_repo(p) for p in (args.dataset_dir, args.bundles_dir, args.out)))
     try:
-        bundles_root(run.bundles)
-    except ValueError as error:
+        bundles = find_bundles(args.bundles_dir)
+    except FileNotFoundError as error:
         ap.error(f"--bundles_dir {error}")
-    missing = [c for c in _BUNDLE_CONFIGS if not (run.bundles / c).is_file()]
+    missing = [c for c in _BUNDLE_CONFIGS if not (bundles / c).is_file()]
     if missing:
-        ap.error(f"{run.bundles} is not a copy of the repository's bundles/: it lacks {', '.join(missing)}")
+        ap.error(f"{bundles} is not a copy of the project's bundles: it lacks {', '.join(missing)}")
+    run = _Run(args, Path(args.dataset_dir).resolve(), bundles, Path(args.out).resolve())
     start = time.perf_counter()
     for title, stage in STAGES:
         _run_stage(title, stage, run)
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
     return 0
-
-
-def _in_repo(path: str) -> Path:
-    """Relative paths are the repository's, wherever the demo is started from."""
-    return Path(path) if Path(path).is_absolute() else REPO / path
-
-
-def _budget(epochs: int, epoch_samples: int | None) -> dict[str, object]:
-    return {"epochs": epochs} | ({} if epoch_samples is None else {"epoch_samples": epoch_samples})
 
 
 def _stale(output: Path, sources: tuple[Path, ...]) -> bool:

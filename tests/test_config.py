@@ -69,31 +69,29 @@ def test_segmentation_switches_typed_false_turn_batch_augmentation_off() -> None
     assert parser.get_parsed_content("train#trainer#prepare_batch").augment is aug
 
 
-def _progress_bar_ids(node: object, path: str = "") -> list[str]:
-    """Config ids of every ignite ProgressBar in a config tree."""
-    found: list[str] = []
-    if isinstance(node, dict):
-        if node.get("_target_") == "ignite.handlers.ProgressBar":
-            found.append(path)
-        for key, value in node.items():
-            found += _progress_bar_ids(value, f"{path}#{key}" if path else str(key))
-    elif isinstance(node, list):
-        for k, value in enumerate(node):
-            found += _progress_bar_ids(value, f"{path}#{k}")
-    return found
+@pytest.mark.parametrize("typed, shown", [("false", False), ("False", False), ("true", True), (False, False)])
+def test_progress_bars_typed_false_are_off(typed: object, shown: bool) -> None:
+    from ignite.handlers import ProgressBar
+
+    from lungmonai.engines import training_handlers, validation_handlers
+
+    train = training_handlers(validator=None, checkpoint_path="last.pt", state={}, progress_bars=typed)
+    val = validation_handlers(ckpt_dir=None, progress_bars=typed)
+    assert any(isinstance(h, ProgressBar) for h in train) is shown
+    assert any(isinstance(h, ProgressBar) for h in val) is shown
+    assert not any(isinstance(h, ProgressBar) for h in training_handlers(
+        validator=None, checkpoint_path="last.pt", state={}, progress_bars=True, is_main_process=False))
 
 
 @pytest.mark.parametrize("bundle", ["nodule_cls", "nodule_seg", "nodule_malignancy"])
 @pytest.mark.parametrize("config", ["train.json", "evaluate.json"])
-@pytest.mark.parametrize("typed, disabled", [("false", True), ("False", True), ("true", False), (False, True)])
-def test_progress_bars_typed_false_are_off(bundle: str, config: str, typed: object, disabled: bool) -> None:
+def test_every_engine_of_the_bundles_follows_the_progress_switch(bundle: str, config: str) -> None:
     parser = ConfigParser()
     configs = [REPO / f"bundles/{bundle}/configs/train.json"]
     if config != "train.json":
         configs.append(REPO / f"bundles/{bundle}/configs/{config}")
     parser.read_config([str(c) for c in configs])
-    parser.update({"progress_bars": typed})
-    ids = _progress_bar_ids(parser.get())
-    assert ids, "no progress bar found"
-    for pid in ids:
-        assert parser.get_parsed_content(f"{pid}#_disabled_") is disabled, pid
+    engines = ["validate#handlers"] + (["train#handlers"] if config == "train.json" else [])
+    for handlers in engines:
+        assert parser[f"{handlers}#_target_"].startswith("lungmonai.engines."), handlers
+        assert parser[f"{handlers}#progress_bars"] == "@progress_bars", handlers

@@ -16,17 +16,13 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = ("nodule_cls", "nodule_seg", "nodule_malignancy", "nodule_pipeline")
-TINY_BUDGET = [
-    "--series", "10", "--workers", "2",
-    "--cls_epochs", "1", "--cls_epoch_samples", "64",
-    "--seg_epochs", "1", "--seg_epoch_samples", "64",
-    "--mal_epochs", "1", "--mal_epoch_samples", "32",
-]
+TINY_RECIPES = {"nodule_cls": {"epochs": 1, "epoch_samples": 64}, "nodule_seg": {"epochs": 1, "epoch_samples": 64},
+                "nodule_malignancy": {"epochs": 1, "epoch_samples": 32}}
 
 
 def _demo(root: Path) -> str:
     cmd = [sys.executable, "-m", "lungmonai.demo", "--dataset_dir", str(root / "data"),
-           "--bundles_dir", str(root / "bundles"), "--out", str(root / "output"), *TINY_BUDGET]
+           "--bundles_dir", str(root / "bundles_copy"), "--out", str(root / "output"), "--series", "10", "--workers", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LUNGMONAI_PROGRESS": "0"}
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
@@ -42,10 +38,14 @@ def _repo_files_touched_since(start: float) -> list[Path]:
 
 
 def test_demo_runs_every_stage_and_a_rerun_skips_training(tmp_path: Path) -> None:
+    copy = tmp_path / "bundles_copy"  # any name
     for name in BUNDLES:
-        shutil.copytree(REPO / "bundles" / name / "configs", tmp_path / "bundles" / name / "configs")
-    pipeline_config = tmp_path / "bundles/nodule_pipeline/configs/inference.json"
-    pipeline_config.write_text(pipeline_config.read_text().replace('"max_components": 300', '"max_components": 7'))
+        shutil.copytree(REPO / "bundles" / name / "configs", copy / name / "configs")
+    for name, recipe in TINY_RECIPES.items():  # the demo's budget is each bundle's demo.json
+        (copy / name / "configs/demo.json").write_text(json.dumps(recipe))
+    contract = json.loads((REPO / "bundles/contract.json").read_text())
+    contract["pipeline"]["max_components"] = 7
+    (copy / "contract.json").write_text(json.dumps(contract))
     start = time.time()
 
     first = _demo(tmp_path)
@@ -57,7 +57,7 @@ def test_demo_runs_every_stage_and_a_rerun_skips_training(tmp_path: Path) -> Non
     assert "truth \\ pred | Complete miss | Filtered out | Predicted benign | Predicted malignant" in first
     assert "CPM " in first and "sensitivity at 1/8..8 FPs/scan" in first
     for name in ("nodule_cls", "nodule_seg", "nodule_malignancy"):
-        assert (tmp_path / "bundles" / name / "models/model.pt").is_file(), name
+        assert (copy / name / "models/model.pt").is_file(), name
     metrics = json.loads((tmp_path / "output/metrics.json").read_text())
     split = json.loads((tmp_path / "data/prepared/split.json").read_text())
     assert metrics["series"] == sum(part == "test" for part in split["series"].values())
@@ -78,11 +78,12 @@ def test_demo_refuses_a_bundles_dir_without_the_configs(tmp_path: Path, capsys) 
         main(["--dataset_dir", str(tmp_path / "data"), "--bundles_dir", str(tmp_path / "bundles")])
 
     assert stop.value.code == 2
-    assert f"{tmp_path / 'bundles'} is not a copy of the repository's bundles/" in capsys.readouterr().err
+    assert "not a bundles folder" in capsys.readouterr().err
+    shutil.copy(REPO / "bundles/contract.json", tmp_path / "contract.json")
+    with pytest.raises(SystemExit):
+        main(["--dataset_dir", str(tmp_path / "data"), "--bundles_dir", str(tmp_path)])
+    assert f"{tmp_path} is not a copy of the project's bundles: it lacks nodule_cls/configs/train.json" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
-    with pytest.raises(SystemExit):  # configs name each other bundles/<name>/..., so the name is part of the contract
-        main(["--dataset_dir", str(tmp_path / "data"), "--bundles_dir", str(tmp_path / "models")])
-    assert "must be a directory named bundles" in capsys.readouterr().err
 
 
 def test_a_retrained_classifier_makes_the_malignancy_model_train_again(tmp_path: Path, monkeypatch) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lungmonai.networks import LunaModel
+from lungmonai.classification import LunaModel
 from lungmonai.optim import decay_param_groups, make_optimizer, make_scheduler
 
 

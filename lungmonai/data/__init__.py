@@ -1,1 +1,1 @@
-"""Datasets and samplers over the prepared candidate table and split."""
+"""What every stage's data lists and samplers share: the prepared-directory checks, per-rank epoch orders."""

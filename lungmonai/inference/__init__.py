@@ -1,1 +1,1 @@
-"""Inference on a new CT, outside any cache: what the inference bundles and the pipeline call."""
+"""Mixed precision around the forward pass, shared by every stage's training, inference and the pipeline."""

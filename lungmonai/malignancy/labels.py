@@ -104,7 +104,7 @@ def nodule_items(
     malignancy_csv: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """The nodules (``is_nodule`` rows) of the split ``parts``, labelled for malignancy."""
-    from lungmonai.data.candidates import candidate_items
+    from lungmonai.classification.data import candidate_items
 
     items = candidate_items(prepared_dir, parts, nodules_only=True, label_column="is_malignant")
     return attach_targets(items, mode, malignancy_csv)

@@ -6,9 +6,9 @@ trained bundles. Entry points: :func:`analyze` (one CT or a folder, writes the r
 the split's val or test series).
 """
 
-from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
+from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct, pipeline_settings
 from lungmonai.pipeline.models import PipelineModels, load_models
 from lungmonai.pipeline.run import UnreadableCTs, analyze
 from lungmonai.pipeline.evaluation import evaluate_split
 
-__all__ = ["PipelineModels", "PipelineSettings", "UnreadableCTs", "analyze", "analyze_ct", "evaluate_split", "load_models"]
+__all__ = ["PipelineModels", "PipelineSettings", "UnreadableCTs", "analyze", "analyze_ct", "evaluate_split", "load_models", "pipeline_settings"]

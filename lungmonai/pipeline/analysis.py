@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lungmonai.grouping import mask_and_group
-from lungmonai.inference.autocast import check_precision
-from lungmonai.inference.candidates import (
+from lungmonai.classification.inference import (
     OTHER_FLIPS,
     class1_probability,
     complete_flip_average,
     crop_images,
     predict_logits,
 )
+from lungmonai.config import contract
+from lungmonai.grouping import mask_and_group
+from lungmonai.inference.autocast import check_precision
 from lungmonai.io.orient import to_lps
 from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.pipeline.models import PipelineModels
@@ -82,6 +85,13 @@ class Analysis:
     def nodules(self, settings: PipelineSettings) -> pd.DataFrame:
         """Candidates the classifier calls nodules."""
         return self.candidates[self.candidates["p_nodule"] >= settings.nodule_threshold]
+
+
+def pipeline_settings(bundles_dir: str | os.PathLike[str], **overrides: Any) -> PipelineSettings:
+    """The pipeline settings of the bundles' contract (``bundles_dir/contract.json``) with
+    ``overrides``: what the pipeline bundle, the segmentation's validation and the command line
+    all start from, so that ``--settings#nodule_threshold 0.3`` overrides one of them."""
+    return PipelineSettings(**{**contract(bundles_dir)["pipeline"], **overrides})
 
 
 def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings = PipelineSettings()) -> Analysis:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lungmonai.cache.atomic import atomic_write_csv, atomic_write_json, atomic_write_text, jsonable
-from lungmonai.data.candidates import assert_no_leak, require_prepared
+from lungmonai.data.prepared import assert_no_leak, require_prepared
 from lungmonai.grouping import ComponentCapWarning
 from lungmonai.io import find_series, read_ct
 from lungmonai.metrics.confusion import confusion_for_ct, confusion_summary, confusion_to_dict, format_confusion, sum_confusion

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lungmonai.config import bundles_root
+from lungmonai.config import find_bundles
 from lungmonai.segmentation import load_segmenter
 
-REPO = Path(__file__).resolve().parents[2]
-BUNDLES = REPO / "bundles"
 logger = logging.getLogger(__name__)
 
 
@@ -36,46 +33,33 @@ class PipelineModels:
     device: torch.device
 
 
-@contextmanager
-def reading_bundles(bundles_dir: str | Path = BUNDLES) -> Iterator[None]:
-    """Bundle configs name each other by paths relative to the folder holding ``bundles/``
-    (``%bundles/nodule_cls/...`` macros), so they are read from there: a copy of ``bundles/``
-    elsewhere then resolves to its own files, not the repository's."""
-    bundles = bundles_root(bundles_dir)
-    previous = Path.cwd()
-    os.chdir(bundles.parent)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
 def _crop_classifier(bundle_root: Path, device: torch.device) -> tuple[nn.Module, Callable]:
     from monai.bundle import ConfigParser
 
-    with reading_bundles(bundle_root.parent):
-        parser = ConfigParser()
-        parser.read_config(str(bundle_root / "configs" / "inference.json"))
-        parser["bundle_root"] = str(bundle_root)
-        parser["device"] = f"$torch.device('{device}')"
-        return parser.get_parsed_content("network"), parser.get_parsed_content("preprocessing")
+    parser = ConfigParser()
+    parser.read_config(str(bundle_root / "configs" / "inference.json"))
+    parser["bundles_dir"] = str(bundle_root.parent)
+    parser["bundle_root"] = str(bundle_root)
+    parser["device"] = f"$torch.device('{device}')"
+    return parser.get_parsed_content("network"), parser.get_parsed_content("preprocessing")
 
 
 def _require(path: Path, bundle: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no trained weights; train them with `python -m monai.bundle run training "
-            f"--config_file bundles/{bundle}/configs/train.json` (or `make demo`)"
+            f"--config_file {path.parent.parent / 'configs/train.json'}` (or `make demo`)"
         )
     return path
 
 
 def load_models(
-    bundles_dir: str | Path = BUNDLES, device: str | torch.device | None = None, with_malignancy: bool = True
+    bundles_dir: str | os.PathLike[str] | None = None, device: str | torch.device | None = None, with_malignancy: bool = True
 ) -> PipelineModels:
-    """Segmenter, nodule classifier and (when trained) malignancy model from ``bundles_dir``."""
+    """Segmenter, nodule classifier and (when trained) malignancy model from ``bundles_dir``
+    (None: ``LUNGMONAI_BUNDLES`` or the installed bundles, see :func:`lungmonai.config.find_bundles`)."""
     device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
-    bundles = Path(bundles_dir).resolve()
+    bundles = find_bundles(bundles_dir)
     seg_root = bundles / "nodule_seg"
     segmenter, seg_settings = load_segmenter(seg_root, _require(seg_root / "models/model.pt", "nodule_seg"), device)
     _require(bundles / "nodule_cls/models/model.pt", "nodule_cls")

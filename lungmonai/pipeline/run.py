@@ -80,20 +80,21 @@ def analyze(
     pictures: bool = True,
     write_mask: bool = False,
     device: str | None = None,
+    bundles_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Analyse every CT under ``path``; write the reports into ``out_dir``; print one line per CT.
 
     In a folder, one unreadable CT must not cost the analysis of the others: it is skipped with
     a line on stderr, and :class:`UnreadableCTs` is raised once the rest are done. A single CT
     that cannot be read raises its :class:`~lungmonai.io.errors.CTReadError` at once.
-    Without ``models`` they are loaded (on ``device``) once the inputs are found, so a wrong
-    path fails before the networks load.
+    Without ``models`` they are loaded (on ``device``, from ``bundles_dir``) once the inputs are
+    found, so a wrong path fails before the networks load.
     """
     sources = find_inputs(path)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a directory (the reports go in a folder)")
-    models = models or load_models(device=device)
+    models = models or load_models(bundles_dir, device=device)
     reports, errors, written_by = [], [], {}
     for source in sources:
         start = time.perf_counter()

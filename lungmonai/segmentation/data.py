@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lungmonai.cache.crops import CropCache
-from lungmonai.data.candidates import require_prepared
+from lungmonai.data.prepared import require_prepared
 from lungmonai.geometry import xyz_to_irc, xyz_to_irc_continuous
 from lungmonai.segmentation.label_cache import LabelCache, LabelParams, series_nodules
 from lungmonai.tables.candidates import load_candidate_table

@@ -122,7 +122,7 @@ def segment_ct_file(
 
 
 def load_segmenter(
-    bundle_root: str | os.PathLike[str] = "bundles/nodule_seg",
+    bundle_root: str | os.PathLike[str],
     ckpt_path: str | os.PathLike[str] | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[nn.Module, dict]:
@@ -133,6 +133,7 @@ def load_segmenter(
 
     parser = ConfigParser()
     parser.read_config(str(Path(bundle_root) / "configs" / "inference.json"))
+    parser["bundles_dir"] = str(Path(bundle_root).resolve().parent)
     parser["bundle_root"] = str(bundle_root)
     network = parser.get_parsed_content("network_def").to(device)
     if ckpt_path is not None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from lungmonai.data.sampling import cycled_permutation, rank_block, rank_share
+from lungmonai.data.epoch_order import cycled_permutation, rank_block, rank_share
 
 
 def group_share_indices(groups: Sequence[int] | np.ndarray, shares: Sequence[float], num_samples: int, seed: int) -> np.ndarray:
@@ -41,7 +41,7 @@ class GroupShareSampler(Sampler[int]):
     """Sampler over :func:`group_share_indices`, a new draw each epoch; DDP-aware.
 
     Every rank draws the same global order from the shared seed and takes its own block of it,
-    all blocks of one length (:func:`~lungmonai.data.sampling.rank_block`).
+    all blocks of one length (:func:`~lungmonai.data.epoch_order.rank_block`).
     MONAI only calls ``set_epoch`` on DistributedSampler, so each ``__iter__`` also moves to
     the next epoch by itself (a resumed run therefore replays the first epochs' draws).
     """

@@ -35,7 +35,7 @@ def nodules_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lungmonai.networks import LunaModel
+    from lungmonai.classification import LunaModel
 
     path = tmp_path_factory.mktemp("cls") / "model.pt"
     torch.save(LunaModel().state_dict(), path)

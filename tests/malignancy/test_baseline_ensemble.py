@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from lungmonai.classification import LunaModel
 from lungmonai.handlers.report import ClassificationReportHandler
 from lungmonai.malignancy.baseline import DiameterBaseline, paired_bootstrap_auc_difference
 from lungmonai.malignancy.ensemble import ProbabilityEnsemble, ensemble_from_checkpoints
 from lungmonai.metrics.classification import binary_classification_metrics
-from lungmonai.networks import LunaModel
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared/luna16_reference/annotations_with_malignancy.csv"
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
+from lungmonai.classification import LunaModel
 from lungmonai.malignancy.finetune import (
     GradualUnfreezing,
     last_blocks,
     make_finetune_optimizer,
     prepare_network,
 )
-from lungmonai.networks import LunaModel
 from lungmonai.optim import make_scheduler
 
 BLOCKS = LunaModel.parameter_blocks()

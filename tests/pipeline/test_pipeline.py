@@ -24,18 +24,21 @@ from monai.bundle import ConfigParser
 from lungmonai.geometry import xyz_to_irc
 from lungmonai.io import read_ct
 from lungmonai.pipeline import PipelineSettings, analyze, analyze_ct, evaluate_split, load_models
-from lungmonai.pipeline.models import REPO
 from lungmonai.tables.splits import load_split
 from tests.helpers import write_dicom_series, write_reoriented
 
 pytestmark = pytest.mark.slow
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _untrained_bundle(bundles: Path, name: str, seed: int) -> None:
     root = bundles / name
     shutil.copytree(REPO / "bundles" / name / "configs", root / "configs")
+    shutil.copy(REPO / "bundles/contract.json", bundles / "contract.json")
     parser = ConfigParser()
     parser.read_config(str(root / "configs/inference.json"))
+    parser["bundles_dir"] = str(bundles)
     torch.manual_seed(seed)
     net = parser.get_parsed_content("network_def")
     (root / "models").mkdir()
@@ -44,7 +47,7 @@ def _untrained_bundle(bundles: Path, name: str, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    bundles = tmp_path_factory.mktemp("trained") / "bundles"  # configs name each other bundles/<name>/...
+    bundles = tmp_path_factory.mktemp("trained") / "models_copy"  # any name
     for seed, name in enumerate(("nodule_seg", "nodule_cls", "nodule_malignancy")):
         _untrained_bundle(bundles, name, seed)
     return bundles
@@ -56,6 +59,7 @@ def models(bundles: Path):
 
 
 def test_missing_weights_name_the_training_command(tmp_path: Path) -> None:
+    shutil.copy(REPO / "bundles/contract.json", tmp_path / "contract.json")
     with pytest.raises(FileNotFoundError, match="nodule_seg/configs/train.json"):
         load_models(tmp_path, device="cpu")
 
@@ -95,7 +99,7 @@ def test_nodule_threshold_filters_reports_and_malignancy(tiny_prepared: Path, mo
 
 
 def test_malignancy_scores_the_kept_candidates_own_crops(tiny_prepared: Path, models) -> None:
-    from lungmonai.inference.candidates import class1_probability, crop_images, predict_logits
+    from lungmonai.classification.inference import class1_probability, crop_images, predict_logits
     from lungmonai.segmentation import segment_ct
 
     ct = read_ct(sorted(tiny_prepared.glob("subset*/*.mhd"))[0])
@@ -147,31 +151,33 @@ def test_cli_flags_override_the_bundle_settings(monkeypatch, tmp_path: Path) -> 
     ct = tmp_path / "ct.mhd"
     ct.write_text("")
     monkeypatch.setattr("lungmonai.pipeline.analyze",
-                        lambda path, out, settings, write_mask, device: seen.update(s=settings, device=device))
+                        lambda path, out, settings, write_mask, device, bundles_dir: seen.update(s=settings, device=device))
     assert cli.main(["analyze", str(ct), "--flip_tta_top", "0", "--max_components", "7", "--device", "cpu"]) == 0
     assert seen["s"].flip_tta_top == 0 and seen["s"].max_components == 7
     assert seen["device"] == "cpu"
     cli.main(["analyze", str(ct)])
-    assert seen["s"].flip_tta_top == 32  # the bundle's inference.json default
+    assert seen["s"].flip_tta_top == 32  # the bundles' contract
 
 
-def test_settings_come_from_the_bundles_directory_given(tmp_path: Path) -> None:
+def test_settings_come_from_the_bundles_directory_given(tmp_path: Path, monkeypatch) -> None:
     from lungmonai.cli import bundle_settings
 
-    copy = tmp_path / "bundles"
+    copy = tmp_path / "any_name"
     shutil.copytree(REPO / "bundles/nodule_pipeline/configs", copy / "nodule_pipeline/configs")
-    config = copy / "nodule_pipeline/configs/inference.json"
-    config.write_text(config.read_text().replace('"flip_tta_top": 32', '"flip_tta_top": 5'))
+    contract = json.loads((REPO / "bundles/contract.json").read_text())
+    contract["pipeline"]["flip_tta_top"] = 5
+    (copy / "contract.json").write_text(json.dumps(contract))
     assert bundle_settings(copy).flip_tta_top == 5 and bundle_settings().flip_tta_top == 32
-    shutil.copytree(copy, tmp_path / "elsewhere")
-    with pytest.raises(ValueError, match="named 'bundles'"):  # its macros could not find bundles/<name>/...
-        bundle_settings(tmp_path / "elsewhere")
+    monkeypatch.setenv("LUNGMONAI_BUNDLES", str(copy))
+    assert bundle_settings().flip_tta_top == 5
+    with pytest.raises(FileNotFoundError, match="not a bundles folder"):
+        bundle_settings(tmp_path / "nowhere")
 
 
 def test_cli_names_a_wrong_path_without_loading_models(monkeypatch, tmp_path: Path, capsys) -> None:
     import lungmonai.cli as cli
 
-    def no_models(device=None):
+    def no_models(*args, **kwargs):
         raise AssertionError("models loaded before the input was checked")
 
     monkeypatch.setattr("lungmonai.pipeline.load_models", no_models)
@@ -240,7 +246,7 @@ def test_settings_refuse_impossible_values(bad: dict, message: str) -> None:
 
 
 def test_flip_tta_rescores_only_the_top_candidates(tiny_prepared: Path, models) -> None:
-    from lungmonai.inference.candidates import FLIP_DIMS, class1_probability, crop_images, predict_logits
+    from lungmonai.classification.inference import FLIP_DIMS, class1_probability, crop_images, predict_logits
     from lungmonai.segmentation import segment_ct
 
     ct = read_ct(sorted(tiny_prepared.glob("subset*/*.mhd"))[0])

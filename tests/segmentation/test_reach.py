@@ -11,8 +11,8 @@ import torch
 from monai.bundle import ConfigParser
 
 from lungmonai.geometry import irc_to_xyz
-from lungmonai.handlers.segmentation import SegmentationMetrics
 from lungmonai.io.volume import Geometry
+from lungmonai.segmentation.handlers import SegmentationMetrics
 from lungmonai.segmentation.reach import NoduleReach
 from tests.bundles.conftest import REPO
 
@@ -106,7 +106,7 @@ def test_the_checkpoint_score_follows_reach_when_it_is_given() -> None:
 def test_the_bundle_wires_reach_to_the_pipeline_settings_and_drops_it_across_processes() -> None:
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles/nodule_seg/configs/train.json"))
-    pipeline = json.loads((REPO / "bundles/nodule_pipeline/configs/inference.json").read_text())["settings"]
+    pipeline = json.loads((REPO / "bundles/contract.json").read_text())["pipeline"]
     settings = parser.get_parsed_content("pipeline_settings")
     assert (settings.seg_threshold, settings.erosion_mm, settings.max_components) == (
         pipeline["seg_threshold"], pipeline["erosion_mm"], pipeline["max_components"])

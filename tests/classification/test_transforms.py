@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from lungmonai.cache import CropCache, extract_crop
-from lungmonai.data.candidates import candidate_items
+from lungmonai.classification import CropCandidated, LoadCandidateCropd
+from lungmonai.classification.data import candidate_items
 from lungmonai.geometry import xyz_to_irc, irc_to_xyz
 from lungmonai.io import read_ct
 from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.tables.prepare import prepare_dataset
-from lungmonai.transforms import CropCandidated, LoadCandidateCropd
 from tests.helpers import write_luna_dataset
 
 

@@ -6,22 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lungmonai.data.prepared import require_prepared
 from lungmonai.tables.candidates import load_candidate_table
-from lungmonai.tables.splits import check_no_leak, load_split
-
-PREPARE_HINT = (
-    "create the embedded dataset with `make data` (or `python data_prep/make_synthetic_luna.py --out DIR`), "
-    "then `python data_prep/prepare_luna.py --dataset_dir DIR`"
-)
-
-
-def require_prepared(prepared_dir: str | Path) -> Path:
-    """The prepared directory, or an error saying which command creates it."""
-    prepared = Path(prepared_dir)
-    missing = [name for name in ("candidates.csv", "split.json") if not (prepared / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{prepared}: missing {', '.join(missing)}; {PREPARE_HINT}")
-    return prepared
+from lungmonai.tables.splits import load_split
 
 
 def candidate_items(
@@ -56,15 +43,6 @@ def candidate_items(
         }
         for row in rows.itertuples(index=False)
     ]
-
-
-def assert_no_leak(prepared_dir: str | Path, train_parts: Sequence[str], eval_parts: Sequence[str]) -> None:
-    """Refuse to run when a series would be both trained on and evaluated on."""
-    prepared = require_prepared(prepared_dir)
-    split = load_split(prepared / "split.json")
-    train = [uid for part in train_parts for uid in split.series_in(part)]
-    evaluated = [uid for part in eval_parts for uid in split.series_in(part)]
-    check_no_leak(split, train, evaluated)
 
 
 def labels(items: Sequence[dict[str, Any]], key: str = "label") -> list[bool]:

@@ -8,7 +8,8 @@ import pytest
 import torch
 from monai.transforms import Compose, ScaleIntensityRanged
 
-from lungmonai.inference.candidates import (
+from lungmonai.classification import CropCandidated, LunaModel
+from lungmonai.classification.inference import (
     FLIP_DIMS,
     OTHER_FLIPS,
     class1_probability,
@@ -19,8 +20,6 @@ from lungmonai.inference.candidates import (
     score_candidates_file,
 )
 from lungmonai.io import read_ct
-from lungmonai.networks import LunaModel
-from lungmonai.transforms import CropCandidated
 from tests.helpers import write_luna_dataset
 
 CROP = (16, 16, 16)  # small crops keep the CPU test fast; LunaModel takes any multiple of 16

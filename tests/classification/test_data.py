@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lungmonai.data.candidates import assert_no_leak, candidate_items, labels, require_prepared
+from lungmonai.classification.data import candidate_items, labels
 from lungmonai.tables import load_candidate_table, load_split
 from lungmonai.tables.prepare import prepare_dataset
 from tests.helpers import write_luna_dataset
@@ -68,19 +68,6 @@ def test_unknown_part_is_refused(prepared):
 
 
 def test_missing_prepared_dir_names_the_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="prepare_luna.py") as info:
-        require_prepared(tmp_path)
-    assert "candidates.csv" in str(info.value) and "split.json" in str(info.value)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="prepare_luna.py"):
         candidate_items(tmp_path / "nowhere", "train")
 
-
-def test_leak_check(prepared):
-    from lungmonai.tables.splits import SplitLeakError
-
-    _, out = prepared
-    assert_no_leak(out, ["train"], ["val", "test"])  # the normal case passes
-    with pytest.raises(SplitLeakError):
-        assert_no_leak(out, ["train"], ["train"])
-    with pytest.raises(SplitLeakError):
-        assert_no_leak(out, ["train", "test"], ["val"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ignite.engine import Engine
 
-from lungmonai.handlers.segmentation import SegmentationOverlayHandler
+from lungmonai.segmentation.handlers import SegmentationOverlayHandler
 
 
 def test_overlay_without_any_wanted_slice_removes_an_earlier_picture(tmp_path: Path) -> None:

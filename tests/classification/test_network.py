@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lungmonai.networks import LunaModel
+from lungmonai.classification import LunaModel
 
 
 def _conv3(cin: int, cout: int) -> int:

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from lungmonai.data.sampling import BalancedSampler, balanced_indices
+from lungmonai.classification.sampling import BalancedSampler, balanced_indices
 
 # 3 positives among 20 candidates: positives are scarce, as in LUNA.
 LABELS = np.array([False] * 20)
