@@ -50,10 +50,10 @@ def wrap(network: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(network.to(device), device_ids=[device] if device.type == "cuda" else None)
 
 
-def evaluation_sampler(dataset: Sized) -> DistributedSampler:
-    """Each rank validates its share of ``dataset`` once, in order, without padding (MONAI's
+def evaluation_sampler(items: Sized) -> DistributedSampler:
+    """Each rank validates its share of ``items`` once, in order, without padding (MONAI's
     sampler, ``even_divisible=False``: a padded share would count some series twice)."""
-    return DistributedSampler(dataset, even_divisible=False, shuffle=False)
+    return DistributedSampler(items, even_divisible=False, shuffle=False)
 
 
 def teardown(summary_writer: Any = None) -> None:
