@@ -19,6 +19,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lungmonai.config import contract, find_bundles
 from lungmonai.tables.prepare import format_summary, prepare_dataset
 
 
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--new_split", action="store_true", help="replace an existing split.json")
     parser.add_argument("--workers", type=int, default=None, help="cache build processes (default: all cores)")
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    parser.add_argument("--bundles", default=None, metavar="DIR",
+                        help="the bundles whose contract sets the working grid (default: $LUNGMONAI_BUNDLES, else the installed ones)")
     parser.add_argument("--no_cache", action="store_true", help="write table and split only")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser.parse_args(argv)
@@ -49,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         cache=not args.no_cache,
+        grid_spacing_xyz=contract(find_bundles(args.bundles))["grid_spacing_xyz"],
     )
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 1 if summary.get("cache", {}).get("failed") else 0

@@ -18,6 +18,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lungmonai.config import contract, find_bundles
 from lungmonai.tables.prepare import prepare_cache
 
 
@@ -28,12 +29,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache_dir", type=Path, default=None, help="default PREPARED/cache")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    parser.add_argument("--bundles", default=None, metavar="DIR",
+                        help="the bundles whose contract sets the working grid (default: $LUNGMONAI_BUNDLES, else the installed ones)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    report = prepare_cache(args.dataset_dir, args.prepared, cache_dir=args.cache_dir, workers=args.workers, scheduler=args.scheduler)
+    report = prepare_cache(args.dataset_dir, args.prepared, cache_dir=args.cache_dir, workers=args.workers, scheduler=args.scheduler,
+                          grid_spacing_xyz=contract(find_bundles(args.bundles))["grid_spacing_xyz"])
     print(json.dumps(report.to_json(), indent=2))
     return 1 if report.failed else 0
 

@@ -92,9 +92,11 @@ def _check(run: _Run) -> None:
 
 
 def _prepare(run: _Run) -> None:
+    from lungmonai.config import contract
     from lungmonai.tables.prepare import format_summary, prepare_dataset
 
-    print(format_summary(prepare_dataset(run.dataset, workers=run.args.workers)))
+    grid = contract(run.bundles)["grid_spacing_xyz"]  # the working grid of the bundles this run trains
+    print(format_summary(prepare_dataset(run.dataset, workers=run.args.workers, grid_spacing_xyz=grid)))
 
 
 def _train(run: _Run, bundle: str, after: tuple[Path, ...] = ()) -> None:

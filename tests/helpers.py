@@ -143,7 +143,7 @@ def write_luna_dataset(
     root: str | Path,
     n_series: int = 4,
     shape_irc: tuple[int, int, int] = (24, 40, 40),
-    spacing_xyz: tuple[float, float, float] = (0.8, 0.8, 2.0),
+    spacing_xyz: tuple[float, float, float] = (1.5, 1.5, 2.0),
     nodules_per_series: tuple[int, ...] = (2, 1, 1, 0),
     negatives_per_series: int = 3,
     with_malignancy: bool = True,

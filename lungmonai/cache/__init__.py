@@ -8,6 +8,7 @@ from lungmonai.cache.crops import (
     clip_hu,
     entry_key,
     extract_crop,
+    require_grid,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "clip_hu",
     "entry_key",
     "extract_crop",
+    "require_grid",
 ]

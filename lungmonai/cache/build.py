@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -76,13 +76,16 @@ def build_series_entry(
     centers_xyz: np.ndarray,
     cache_dir: str | os.PathLike[str],
     params: CacheParams,
+    grid_spacing_xyz: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """Read one CT and write its entry; returns a few stats. Runs in a worker process.
+    """Read one CT, put it on the working grid and write its entry; returns a few stats. Runs in
+    a worker process.
 
     The old sidecar is removed first, so from then until the new one lands the entry reads
     as missing, whatever the state of the data files.
     """
     from lungmonai.io import read_ct  # imported here: workers may start before io is needed
+    from lungmonai.io.grid import to_grid
     from lungmonai.io.orient import to_lps
 
     directory = series_dir(cache_dir, series_uid)
@@ -91,8 +94,9 @@ def build_series_entry(
         (directory / ENTRY_FILE).unlink()
     remove_stale_temps(directory)
 
-    key = entry_key(source_path, centers_xyz, params)  # identity before the read: a change during it reads stale
-    ct = to_lps(read_ct(source_path))  # the layout inference analyses: a flipped NIfTI trains as it is scored
+    key = entry_key(source_path, centers_xyz, params, grid_spacing_xyz)  # identity before the read: a change during it reads stale
+    # The layout and grid inference analyses: a flipped NIfTI or a finer CT trains as it is scored.
+    ct = to_grid(to_lps(read_ct(source_path)), grid_spacing_xyz)
     volume = clip_hu(ct.hu, params.hu_clip)
     centers = np.asarray(centers_xyz, dtype=np.float64).reshape(-1, 3)
     crops = np.empty((len(centers), *params.crop_shape), dtype=np.int16)
@@ -168,9 +172,11 @@ def build_cache(
     crop_shape: tuple[int, int, int] = (32, 48, 48),
     hu_clip: tuple[int, int] = (-1000, 1000),
     pad_value: int = -1000,
+    grid_spacing_xyz: Sequence[float] | None = None,
     raise_on_error: bool = True,
 ) -> BuildReport:
-    """Make every series of ``table`` fresh in ``cache_dir``; skip the ones already fresh.
+    """Make every series of ``table`` fresh in ``cache_dir`` on the working grid
+    ``grid_spacing_xyz`` (None: each CT's own voxels); skip the ones already fresh.
 
     ``table`` is the candidate table (crops follow its ``series_row`` order); ``series_paths``
     maps series uid to its CT (``lungmonai.io.find_series``). ``workers`` defaults to
@@ -181,7 +187,7 @@ def build_cache(
     """
     start = time.perf_counter()
     params = CacheParams(crop_shape, hu_clip, pad_value)
-    reader = CropCache(cache_dir, crop_shape, hu_clip, pad_value)
+    reader = CropCache(cache_dir, crop_shape, hu_clip, pad_value, grid_spacing_xyz=grid_spacing_xyz)
     report = BuildReport()
     jobs: list[tuple[str, Path, np.ndarray]] = []
     ordered = table.sort_values(["series_uid", "series_row"], kind="mergesort")
@@ -203,7 +209,8 @@ def build_cache(
     n_workers = max(1, min(workers or os.cpu_count() or 1, max(len(jobs), 1)))
     if jobs:
         with _executor(n_workers, scheduler) as (submit, completed):
-            futures = {submit(build_series_entry, uid, str(src), c, str(cache_dir), params): (uid, src) for uid, src, c in jobs}
+            futures = {submit(build_series_entry, uid, str(src), c, str(cache_dir), params, grid_spacing_xyz): (uid, src)
+                       for uid, src, c in jobs}
             bar = progress(total=len(jobs), desc="caching series", unit="series")
             try:
                 for future in completed(list(futures)):

@@ -4,7 +4,8 @@ Layout, one directory per series under ``cache_dir/series/<series_uid>/``:
 ``crops.npy`` (N, 32, 48, 48) int16, row k = candidate ``series_row == k``;
 ``volume.npy`` (I, R, C) int16, the whole clipped volume; ``entry.json``, the sidecar.
 Crops and volume are in LUNA16's array layout whatever the file's (``io.orient.to_lps``, as
-inference reads it), with the geometry of that layout in the sidecar. The sidecar is
+inference reads it) and on the working grid (``io.grid.to_grid``: the contract's spacing, or
+the CT's own voxels when it is None), with the geometry of that grid in the sidecar. The sidecar is
 written last and holds the entry key (source identity + crop parameters + hash of the
 candidate centres): it is the commit marker, so data files without a matching sidecar are
 never trusted. Reads go through ``np.load(mmap_mode="r")``: a training step
@@ -27,7 +28,8 @@ import numpy as np
 from lungmonai.cache.source import source_identity
 from lungmonai.io.volume import Geometry
 
-CACHE_FORMAT = 2  # 2: volumes and crops in LUNA16's layout (io.orient.to_lps)
+CACHE_FORMAT = 3  # 2: volumes and crops in LUNA16's layout (io.orient.to_lps); 3: on the working grid
+ANY_GRID = "any"  # a reader that takes the entries on whatever grid they were built
 CROPS_FILE = "crops.npy"
 VOLUME_FILE = "volume.npy"
 ENTRY_FILE = "entry.json"
@@ -117,12 +119,18 @@ class CacheParams:
         return {"crop_shape": list(self.crop_shape), "hu_clip": list(self.hu_clip), "pad_value": self.pad_value}
 
 
-def entry_key(source_path: str | os.PathLike[str], centers_xyz: np.ndarray, params: CacheParams) -> dict[str, Any]:
+def grid_json(grid_spacing_xyz: Sequence[float] | None) -> list[float] | None:
+    return None if grid_spacing_xyz is None else [float(s) for s in grid_spacing_xyz]
+
+
+def entry_key(source_path: str | os.PathLike[str], centers_xyz: np.ndarray, params: CacheParams,
+              grid_spacing_xyz: Sequence[float] | None = None) -> dict[str, Any]:
     """The key a fresh entry's sidecar must hold, in its JSON form."""
     key = {
         "format": CACHE_FORMAT,
         "source": source_identity(source_path),
         "params": params.to_json(),
+        "grid_spacing_xyz": grid_json(grid_spacing_xyz),
         "n_crops": int(np.asarray(centers_xyz).reshape(-1, 3).shape[0]),
         "centers_sha256": centers_digest(centers_xyz),
     }
@@ -199,9 +207,13 @@ class CropCache:
         hu_clip: Sequence[int] = DEFAULT_HU_CLIP,
         pad_value: int = -1000,
         max_open: int = 512,
+        grid_spacing_xyz: Sequence[float] | None | str = ANY_GRID,
     ) -> None:
+        """``grid_spacing_xyz``: the working grid the entries must be on (None: the CTs' own
+        voxels); by default entries are read on whatever grid they were built."""
         self.cache_dir = Path(cache_dir)
         self.params = CacheParams(tuple(crop_shape), tuple(hu_clip), pad_value)  # type: ignore[arg-type]
+        self.grid = grid_spacing_xyz if isinstance(grid_spacing_xyz, str) else grid_json(grid_spacing_xyz)
         self._open = PerProcessLRU(max_open)
 
     def __repr__(self) -> str:
@@ -223,6 +235,11 @@ class CropCache:
                 raise CacheMissError(
                     f"{self.series_dir(series_uid)}: entry built with {entry['key']['params']}, "
                     f"reader expects {self.params.to_json()}"
+                )
+            if self.grid != ANY_GRID and entry["key"].get("grid_spacing_xyz") != self.grid:
+                raise CacheMissError(
+                    f"{self.series_dir(series_uid)}: entry built on the grid {entry['key'].get('grid_spacing_xyz')} mm, "
+                    f"the bundles' contract asks for {self.grid}; run data_prep/prepare_luna.py again"
                 )
             return entry
 
@@ -265,10 +282,29 @@ class CropCache:
         if entry is None:
             return False
         try:
-            return entry.get("key") == entry_key(source_path, centers_xyz, self.params)
+            grid = None if self.grid == ANY_GRID else self.grid
+            return entry.get("key") == entry_key(source_path, centers_xyz, self.params, grid)
         except (OSError, ValueError):
             return False
 
     def forget(self) -> None:
         """Drop open memmaps and sidecars (after a rebuild in this process)."""
         self._open.clear()
+
+
+def require_grid(cache_dir: str | os.PathLike[str], grid_spacing_xyz: Sequence[float] | None) -> None:
+    """Refuse a cache any of whose entries is on another working grid than ``grid_spacing_xyz``
+    (a run trained on it would learn other voxel sizes than inference analyses)."""
+    expected = grid_json(grid_spacing_xyz)
+    other: dict[str, int] = {}
+    for sidecar in sorted((Path(cache_dir) / "series").glob(f"*/{ENTRY_FILE}")):
+        try:
+            grid = json.loads(sidecar.read_text(encoding="utf-8"))["key"].get("grid_spacing_xyz")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an unreadable sidecar is a missing entry: the reader names it
+        if grid != expected:
+            other[json.dumps(grid)] = other.get(json.dumps(grid), 0) + 1
+    if other:
+        found = ", ".join(f"{n} on {grid}" for grid, n in other.items())
+        raise CacheMissError(f"{cache_dir}: cache entries are on another working grid than the bundles' contract "
+                             f"({expected} mm): {found}; run data_prep/prepare_luna.py again to rebuild them")

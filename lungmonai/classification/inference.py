@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from torch import nn
 from lungmonai.cache.atomic import atomic_write_csv
 from lungmonai.inference.autocast import autocast_context
 from lungmonai.io import read_ct
+from lungmonai.io.grid import to_grid
 from lungmonai.io.orient import to_lps
 from lungmonai.io.volume import CTVolume
 
@@ -114,13 +115,15 @@ def score_candidates_file(
     device: torch.device | str = "cpu",
     batch_size: int = 64,
     column: str = "p_nodule",
+    grid_spacing_xyz: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """Read a CT and its candidate centres, write them back with ``column`` = P(class 1), atomically.
+    The crops are cut on the working grid ``grid_spacing_xyz`` (None: the CT's own voxels).
 
     Rows of the CSV that name another series (a LUNA16-style file covering many CTs) are skipped.
     """
     frame = read_centers(candidates_csv)  # before the CT: a missing CSV is found in a millisecond
-    ct = to_lps(read_ct(ct_path))  # the layout the network was trained on; centres stay in patient mm
+    ct = to_grid(to_lps(read_ct(ct_path)), grid_spacing_xyz)  # the layout and grid the network was trained on; centres stay in patient mm
     if "seriesuid" in frame.columns:
         frame = frame[frame["seriesuid"].astype(str) == ct.series_uid]
         if frame.empty:  # a CT without nodules in an annotations file, or the wrong file: say which

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from monai.transforms import Compose, EnsureTyped, RandFlipd, ScaleIntensityRanged
 
+from lungmonai.cache.crops import ANY_GRID
 from lungmonai.classification.transforms import CropCandidated, LoadCandidateCropd
 from lungmonai.transforms import RandGaussianNoiseTorchd, RandInPlaneAffined
 
@@ -50,10 +51,12 @@ def crop_augmentation(
 
 
 def cached_crop_transform(
-    cache_dir: str | Path, crop_shape: Sequence[int], hu_window: Sequence[float], augmentation: Sequence[Any] = ()
+    cache_dir: str | Path, crop_shape: Sequence[int], hu_window: Sequence[float], augmentation: Sequence[Any] = (),
+    grid_spacing_xyz: Sequence[float] | None | str = ANY_GRID,
 ) -> Compose:
-    """Training and validation: the cached crop, HU scaled, ``augmentation``, as tensors."""
-    load = LoadCandidateCropd(keys="image", cache_dir=cache_dir, crop_shape=crop_shape)
+    """Training and validation: the cached crop (on the working grid ``grid_spacing_xyz``), HU
+    scaled, ``augmentation``, as tensors."""
+    load = LoadCandidateCropd(keys="image", cache_dir=cache_dir, crop_shape=crop_shape, grid_spacing_xyz=grid_spacing_xyz)
     to_tensor = EnsureTyped(keys=["image", "label"], track_meta=False)
     return Compose([load, scale_hu(hu_window), *augmentation, to_tensor])
 

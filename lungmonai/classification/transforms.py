@@ -15,6 +15,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from lungmonai.cache import CropCache, extract_crop
+from lungmonai.cache.crops import ANY_GRID
 from lungmonai.geometry import xyz_to_irc
 from lungmonai.io.volume import CTVolume
 
@@ -32,9 +33,11 @@ class LoadCandidateCropd(MapTransform):
         crop_shape: Sequence[int] = (32, 48, 48),
         series_key: str = "series_uid",
         row_key: str = "series_row",
+        grid_spacing_xyz: Sequence[float] | None | str = ANY_GRID,
     ) -> None:
         super().__init__(keys)
-        self.cache = CropCache(cache_dir, crop_shape=tuple(crop_shape))
+        # With the contract's grid, a cache built on another one is refused, not trained on.
+        self.cache = CropCache(cache_dir, crop_shape=tuple(crop_shape), grid_spacing_xyz=grid_spacing_xyz)
         self.series_key = series_key
         self.row_key = row_key
 

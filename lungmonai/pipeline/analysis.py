@@ -21,6 +21,7 @@ from lungmonai.classification.inference import (
 from lungmonai.config import contract
 from lungmonai.grouping import mask_and_group
 from lungmonai.inference.autocast import check_precision
+from lungmonai.io.grid import to_grid
 from lungmonai.io.orient import to_lps
 from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.pipeline.models import PipelineModels
@@ -78,9 +79,12 @@ class Analysis:
     seconds: dict[str, float] = field(default_factory=dict)
     # Components the grouping found before the cap (``max_components``) kept the best.
     components_found: int = 0
-    # The CT's geometry as read, when ``ct`` had to be re-laid out (see lungmonai.io.orient):
-    # the report gives voxel indices in the file the user has.
+    # The CT's geometry as read, when ``ct`` had to be re-laid out (see lungmonai.io.orient) or
+    # resampled (lungmonai.io.grid): the report gives voxel indices in the file the user has.
     source_geometry: Geometry | None = None
+    # The CT re-laid out but at its own spacing (shape, geometry), when ``ct`` is on a working
+    # grid of another spacing: where the mask goes back to before it is written.
+    native_grid: tuple[tuple[int, int, int], Geometry] | None = None
 
     def nodules(self, settings: PipelineSettings) -> pd.DataFrame:
         """Candidates the classifier calls nodules."""
@@ -101,8 +105,9 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     source_geometry = ct.geometry
-    ct = to_lps(ct)  # axial slices first, as the networks were trained; xyz unchanged
+    native = to_lps(ct)  # axial slices first, as the networks were trained; xyz unchanged
     seg = models.seg_settings
+    ct = to_grid(native, seg.get("grid_spacing_xyz"))  # the voxel size the networks were trained on
     prob = segment_ct(ct, models.segmenter, models.device, batch_size=settings.seg_batch_size,
                       context=seg["context"], hu_window=seg["hu_window"], precision=settings.precision)
     seconds["segment"] = time.perf_counter() - start
@@ -132,4 +137,5 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     groups.insert(0, "series_uid", ct.series_uid)
     return Analysis(ct=ct, candidates=groups.reset_index(drop=True), mask=mask, seconds=seconds,
                     components_found=groups.attrs["components_found"],
-                    source_geometry=None if source_geometry == ct.geometry else source_geometry)
+                    source_geometry=None if source_geometry == ct.geometry else source_geometry,
+                    native_grid=None if native is ct else (native.shape_irc, native.geometry))

@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 from lungmonai.cache.atomic import atomic_write_csv, atomic_write_json  # noqa: E402
 from lungmonai.cache.crops import round_half_up  # noqa: E402
 from lungmonai.geometry import xyz_to_irc  # noqa: E402
+from lungmonai.io.grid import from_grid  # noqa: E402
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings  # noqa: E402
 from lungmonai.plots import save_figure  # noqa: E402
 
@@ -126,7 +127,11 @@ def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSet
     if write_mask:
         from lungmonai.segmentation import write_like
 
-        report["mask"] = write_like(analysis.mask.astype(np.uint8), analysis.ct.geometry, out / f"{stem}_mask.nii.gz").name
+        mask, geometry = analysis.mask.astype(np.uint8), analysis.ct.geometry
+        if analysis.native_grid is not None:  # back at the CT's own spacing, where a viewer overlays it
+            shape, geometry = analysis.native_grid
+            mask = from_grid(mask, analysis.ct.geometry, shape, geometry, order=0)
+        report["mask"] = write_like(mask, geometry, out / f"{stem}_mask.nii.gz").name
     atomic_write_json(out / f"{stem}_report.json", json.loads(json.dumps(report, default=str)))
     return report
 

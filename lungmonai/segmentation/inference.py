@@ -21,6 +21,7 @@ from torch import nn
 from lungmonai.inference.autocast import autocast_context
 from lungmonai.io import read_ct
 from lungmonai.io.discover import output_stem
+from lungmonai.io.grid import from_grid, to_grid
 from lungmonai.io.orient import from_lps, to_lps
 from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.segmentation.roi import lung_box
@@ -106,13 +107,16 @@ def segment_ct_file(
     context: int = 3,
     hu_window: Sequence[float] = (-1000.0, 1000.0),
     restrict_to_lungs: bool = True,
+    grid_spacing_xyz: Sequence[float] | None = None,
 ) -> dict[str, Path]:
     """Read a CT (any format ``read_ct`` reads), write ``<stem>_prob.nii.gz`` (float32) and
-    ``<stem>_mask.nii.gz`` (uint8, probability >= ``threshold``) into ``output_dir``."""
+    ``<stem>_mask.nii.gz`` (uint8, probability >= ``threshold``) into ``output_dir``, on the
+    CT's own grid. It is segmented on the working grid ``grid_spacing_xyz`` (None: its own)."""
     ct = read_ct(input_path)  # an empty --input is refused there
-    analysed = to_lps(ct)  # axial slices first, as trained; the outputs go back on the CT's own grid
-    prob = from_lps(segment_ct(analysed, network, device, batch_size, context, hu_window,
-                               restrict_to_lungs=restrict_to_lungs), ct.geometry)
+    native = to_lps(ct)  # axial slices first, as trained; the outputs go back on the CT's own grid
+    analysed = to_grid(native, grid_spacing_xyz)
+    prob = segment_ct(analysed, network, device, batch_size, context, hu_window, restrict_to_lungs=restrict_to_lungs)
+    prob = from_lps(from_grid(prob, analysed.geometry, native.shape_irc, native.geometry, order=1), ct.geometry)
     stem = output_stem(input_path)
     out = Path(output_dir)
     return {
@@ -128,7 +132,8 @@ def load_segmenter(
 ) -> tuple[nn.Module, dict]:
     """The bundle's network (from its ``inference.json``) with ``ckpt_path``'s weights (None:
     untrained, for timing), in eval mode, and the settings ``segment_ct`` needs
-    (``context``, ``hu_window``, ``threshold``, ``batch_size``)."""
+    (``context``, ``hu_window``, ``threshold``, ``batch_size``) and the working grid
+    (``grid_spacing_xyz``) the pipeline puts a CT on."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
@@ -138,5 +143,6 @@ def load_segmenter(
     network = parser.get_parsed_content("network_def").to(device)
     if ckpt_path is not None:
         network.load_state_dict(torch.load(ckpt_path, map_location=device, weights_only=True))
-    settings = {key: parser.get_parsed_content(key) for key in ("context", "hu_window", "threshold", "batch_size")}
+    settings = {key: parser.get_parsed_content(key)
+                for key in ("context", "hu_window", "threshold", "batch_size", "grid_spacing_xyz")}
     return network.eval(), settings

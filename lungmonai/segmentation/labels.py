@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from lungmonai.io.grid import array_to_grid
 from lungmonai.io.orient import array_to_lps
 from lungmonai.io.volume import Geometry
 
@@ -79,8 +80,9 @@ def read_contour_mask(path: str | os.PathLike[str], geometry: Geometry, shape_ir
 
     The labels must sit on the CT's grid: a mask with another shape or geometry would put
     nodules in the wrong place without any visible error, so it is refused. Both are compared
-    in LUNA16's layout (``io.orient``), the one ``geometry`` and ``shape_irc`` come from the
-    cache in, so a mask stored like its CT (flipped, sagittal) fits that CT's cached volume.
+    in LUNA16's layout (``io.orient``) and on the working grid (``io.grid``), the ones
+    ``geometry`` and ``shape_irc`` come from the cache in, so a mask stored like its CT
+    (flipped, sagittal, at the CT's own spacing) fits that CT's cached volume.
     """
     path = Path(path)
     try:
@@ -90,6 +92,8 @@ def read_contour_mask(path: str | os.PathLike[str], geometry: Geometry, shape_ir
     labels, mask_geometry = array_to_lps(
         sitk.GetArrayViewFromImage(image), Geometry(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
     )
+    # The cached CT is on the working grid: the labels follow it, nearest neighbour (they stay labels).
+    labels, mask_geometry = array_to_grid(np.asarray(labels), mask_geometry, geometry.spacing_xyz, order=0)
     if tuple(labels.shape) != tuple(int(s) for s in shape_irc):
         raise ValueError(f"{path}: label volume has shape {labels.shape}, the CT has {tuple(shape_irc)}")
     if mask_geometry != geometry:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from lungmonai.cache.atomic import atomic_write_json
 from lungmonai.cache.build import BuildReport, build_cache
+from lungmonai.cache.crops import grid_json
 from lungmonai.tables.candidates import build_candidate_table, load_candidate_table, save_candidate_table
 from lungmonai.tables.splits import load_split, make_split, save_split, split_counts
 
@@ -20,6 +21,15 @@ TABLE_FILE = "candidates.csv"
 SPLIT_FILE = "split.json"
 SUMMARY_FILE = "summary.json"
 CACHE_DIR = "cache"
+FROM_CONTRACT = "contract"  # the working grid of the bundles' contract (lungmonai.config.find_bundles)
+
+
+def _grid(grid_spacing_xyz: Sequence[float] | None | str) -> Sequence[float] | None:
+    if grid_spacing_xyz != FROM_CONTRACT:
+        return grid_spacing_xyz  # type: ignore[return-value]
+    from lungmonai.config import contract, find_bundles
+
+    return contract(find_bundles())["grid_spacing_xyz"]
 
 
 def default_prepared_dir(dataset_dir: str | os.PathLike[str]) -> Path:
@@ -33,8 +43,10 @@ def prepare_cache(
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
+    grid_spacing_xyz: Sequence[float] | None | str = FROM_CONTRACT,
 ) -> BuildReport:
-    """Build (or resume) the cache from an existing candidate table; returns the report."""
+    """Build (or resume) the cache on the working grid from an existing candidate table;
+    returns the report."""
     from lungmonai.io import find_series
 
     prepared = Path(prepared_dir) if prepared_dir is not None else default_prepared_dir(dataset_dir)
@@ -45,6 +57,7 @@ def prepare_cache(
         Path(cache_dir) if cache_dir is not None else prepared / CACHE_DIR,
         workers=workers,
         scheduler=scheduler,
+        grid_spacing_xyz=_grid(grid_spacing_xyz),
         raise_on_error=False,
     )
 
@@ -60,8 +73,10 @@ def prepare_dataset(
     workers: int | None = None,
     scheduler: str | None = None,
     cache: bool = True,
+    grid_spacing_xyz: Sequence[float] | None | str = FROM_CONTRACT,
 ) -> dict[str, Any]:
-    """Table + split + cache + ``summary.json``; returns the summary.
+    """Table + split + cache (on the working grid ``grid_spacing_xyz``: by default the bundles'
+    contract's, None for each CT's own voxels) + ``summary.json``; returns the summary.
 
     An existing ``split.json`` is kept unless ``new_split``: every stage and every earlier
     result refer to it, so silently re-dealing the series would leak evaluation scans into
@@ -105,8 +120,10 @@ def prepare_dataset(
         },
     }
     if cache:
-        report = build_cache(table, series_paths, out / CACHE_DIR, workers=workers, scheduler=scheduler, raise_on_error=False)
-        summary["cache"] = {"dir": str(out / CACHE_DIR), **report.to_json()}
+        grid_spacing_xyz = _grid(grid_spacing_xyz)
+        report = build_cache(table, series_paths, out / CACHE_DIR, workers=workers, scheduler=scheduler,
+                             grid_spacing_xyz=grid_spacing_xyz, raise_on_error=False)
+        summary["cache"] = {"dir": str(out / CACHE_DIR), "grid_spacing_xyz": grid_json(grid_spacing_xyz), **report.to_json()}
     summary["seconds"] = round(time.perf_counter() - start, 2)
     atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
@@ -128,7 +145,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"WARNING: {summary['split']['series_on_disk_not_in_split']} series on disk are not in the kept split (use --new_split to re-deal)")
     if "cache" in summary:
         c = summary["cache"]
-        lines.append(f"cache: {c['built']} built, {c['fresh']} already fresh, {len(c['failed'])} failed, in {c['seconds']} s")
+        grid = "each CT's own voxels" if c.get("grid_spacing_xyz") is None else f"{c['grid_spacing_xyz']} mm"
+        lines.append(f"cache ({grid}): {c['built']} built, {c['fresh']} already fresh, {len(c['failed'])} failed, in {c['seconds']} s")
         for uid, message in c["failed"].items():
             lines.append(f"  FAILED {uid}: {message}")
     lines.append(f"written to {summary['prepared_dir']}")

@@ -97,7 +97,9 @@ def test_inference_names_its_output_by_series_and_reads_a_flipped_nifti_alike(
     a = pd.read_csv(tmp_path / "a" / f"{mhd.stem}_candidates.csv")  # the whole uid, dots and all
     b = pd.read_csv(tmp_path / "b" / f"{mhd.stem}_candidates.csv")
     assert len(a) == len(b) > 0
-    np.testing.assert_allclose(b["p_nodule"], a["p_nodule"], atol=1e-5)
+    # NIfTI stores the spacing in float32: on the working grid the interpolation weights differ
+    # in the 7th digit, and a voxel's HU can round the other way.
+    np.testing.assert_allclose(b["p_nodule"], a["p_nodule"], atol=1e-4)
 
 
 def test_inference_warns_when_the_candidate_file_has_no_row_for_the_ct(tiny_prepared: Path, trained: Path, tmp_path: Path) -> None:
