@@ -71,3 +71,22 @@ def test_no_config_names_a_path_inside_the_repository() -> None:
     for path in (REPO / "bundles").glob("*/configs/*.json"):
         text = path.read_text()
         assert "%bundles/" not in text and '"bundles/' not in text and "os.chdir" not in text, path
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata_verifies_offline_against_the_bundles_schema(bundle: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def verify(meta: Path) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(meta),
+               "--filepath", str(REPO / "bundles/metadata_schema.json")]
+        return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    meta = REPO / "bundles" / bundle / "configs/metadata.json"
+    result = verify(meta)
+    assert result.returncode == 0 and "verified with no error" in result.stdout + result.stderr, result.stderr[-2000:]
+    broken = json.loads(meta.read_text())
+    del broken["network_data_format"]["inputs"]
+    (tmp_path / "metadata.json").write_text(json.dumps(broken))
+    assert verify(tmp_path / "metadata.json").returncode != 0
