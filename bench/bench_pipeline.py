@@ -37,6 +37,8 @@ from lungmonai.pipeline.report import write_reports  # noqa: E402
 def _bundles_with_weights(work: Path) -> Path:
     """The repository's bundles, with untrained weights standing in for any not trained yet."""
     bundles = work / "bundles"
+    bundles.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "bundles/contract.json", bundles / "contract.json")
     for name in ("nodule_seg", "nodule_cls", "nodule_malignancy"):
         src = REPO / "bundles" / name
         shutil.copytree(src / "configs", bundles / name / "configs", dirs_exist_ok=True)
@@ -47,6 +49,7 @@ def _bundles_with_weights(work: Path) -> Path:
         else:
             parser = ConfigParser()
             parser.read_config(str(src / "configs/inference.json"))
+            parser["bundles_dir"] = str(bundles)
             torch.save(parser.get_parsed_content("network_def").state_dict(), bundles / name / "models/model.pt")
             print(f"{name}: no trained weights, timing an untrained copy")
     return bundles

@@ -108,6 +108,8 @@ def analyze_ct(ct: CTVolume, models: PipelineModels, settings: PipelineSettings 
     native = to_lps(ct)  # axial slices first, as the networks were trained; xyz unchanged
     seg = models.seg_settings
     ct = to_grid(native, seg.get("grid_spacing_xyz"))  # the voxel size the networks were trained on
+    seconds["resample"] = time.perf_counter() - start
+    start = time.perf_counter()
     prob = segment_ct(ct, models.segmenter, models.device, batch_size=settings.seg_batch_size,
                       context=seg["context"], hu_window=seg["hu_window"], precision=settings.precision)
     seconds["segment"] = time.perf_counter() - start
