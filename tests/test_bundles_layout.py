@@ -90,3 +90,9 @@ def test_metadata_verifies_offline_against_the_bundles_schema(bundle: str, tmp_p
     del broken["network_data_format"]["inputs"]
     (tmp_path / "metadata.json").write_text(json.dumps(broken))
     assert verify(tmp_path / "metadata.json").returncode != 0
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata_records_the_contract_working_grid(bundle: str) -> None:
+    meta = json.loads((REPO / "bundles" / bundle / "configs/metadata.json").read_text())
+    assert meta["grid_spacing_xyz"] == contract(REPO / "bundles")["grid_spacing_xyz"]
