@@ -5,10 +5,18 @@ broken file fails with a message naming the exact key, byte count or data file a
 so that the common case (uncompressed little-endian MET_SHORT) is a single ``np.fromfile``
 with no copy. Geometry follows ITK's MetaImageIO exactly: ``TransformMatrix`` is stored
 column by column (each group of three numbers is one *column* of the direction matrix).
+
+A header is data, not a program: it cannot make the reader open a file outside its own folder
+(``ElementDataFile`` must name a file in that folder or below it, never an absolute path or a
+``..`` escape), and it cannot ask for ``HeaderSize = -1`` (take the last bytes of whatever file
+it names, which turns any large file into a "CT"). Sizes are Python integers, bounded by
+:data:`MAX_VOXELS`, so an absurd ``DimSize`` is one :class:`CTReadError`, not an overflow.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +45,9 @@ _SPACING_KEYS = ("ElementSpacing", "ElementSize")
 
 _MAX_HEADER_LINES = 500  # a real header has ~15; stop early on a binary file given by mistake
 
+# 2**31 voxels (4 GiB of int16): 8x the largest LUNA16 CT (512 x 512 x 764), far below overflow.
+MAX_VOXELS = 2**31
+
 
 @dataclass(frozen=True)
 class MetaHeader:
@@ -47,12 +58,16 @@ class MetaHeader:
     element_type: str
     compressed: bool
     data_file: Path
-    data_offset: int | None  # None: HeaderSize = -1, the data are the last bytes of the file
+    data_offset: int
     geometry: Geometry
 
     @property
+    def voxels(self) -> int:
+        return math.prod(int(s) for s in self.shape_xyz)  # Python integers: no int64 overflow
+
+    @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape_xyz)) * self.dtype.itemsize
+        return self.voxels * self.dtype.itemsize
 
     def describe(self) -> str:
         x, y, z = self.shape_xyz
@@ -147,6 +162,11 @@ def parse_header(path: Path) -> MetaHeader:
             path, f"malformed header key DimSize = {fields['DimSize']!r}: sizes must be positive"
         )
     check_3d(path, dims)
+    if math.prod(dims) > MAX_VOXELS:
+        raise CTReadError(
+            path, f"DimSize = {fields['DimSize']!r} is {math.prod(dims)} voxels, more than a CT "
+            f"can have (at most {MAX_VOXELS})"
+        )
 
     channels = fields.get("ElementNumberOfChannels", "1")
     if channels != "1":
@@ -195,18 +215,40 @@ def parse_header(path: Path) -> MetaHeader:
     if data_name.upper() == "LOCAL":
         return MetaHeader(tuple(dims), dtype, element_type, compressed, path, header_end, geometry)
 
+    data_file = _data_file(path, data_name)
     header_size = int(_numbers(path, fields, "HeaderSize", 1, int)[0]) if "HeaderSize" in fields else 0
-    if header_size < -1 or (header_size == -1 and compressed):
+    if header_size == -1:
+        raise CTReadError(
+            path, f"unsupported HeaderSize = -1 for data file {data_file}: it takes the last bytes of "
+            "any file as voxels; give the byte count before the voxels instead"
+        )
+    if header_size < 0:
         raise CTReadError(path, f"unsupported HeaderSize = {header_size}")
-    data_file = Path(data_name) if Path(data_name).is_absolute() else path.parent / data_name
-    offset = None if header_size == -1 else header_size
-    return MetaHeader(tuple(dims), dtype, element_type, compressed, data_file, offset, geometry)
+    return MetaHeader(tuple(dims), dtype, element_type, compressed, data_file, header_size, geometry)
+
+
+def _data_file(path: Path, data_name: str) -> Path:
+    """The file ``ElementDataFile`` names, refused unless it lies in the header's folder or below.
+
+    The check is on the name itself (absolute, or ``..`` leaving the folder), so a header cannot
+    point the reader at any other file on the machine, such as ``../../etc/passwd``.
+    """
+    normal = os.path.normpath(data_name)
+    if os.path.isabs(data_name) or normal == ".." or normal.startswith(".." + os.sep):
+        target = os.path.normpath(os.path.join(path.parent, data_name))
+        raise CTReadError(
+            path, f"ElementDataFile = {data_name!r} points outside the header's folder, to {target}; "
+            f"a data file must lie in {path.parent} or below it"
+        )
+    if normal == ".":
+        raise CTReadError(path, f"malformed header key ElementDataFile = {data_name!r}: not a file")
+    return path.parent / normal
 
 
 def _read_raw(path: Path, header: MetaHeader) -> np.ndarray:
     size = header.data_file.stat().st_size
-    offset = size - header.nbytes if header.data_offset is None else header.data_offset
-    available = size - max(offset, 0)
+    offset = header.data_offset
+    available = size - offset
     if available < header.nbytes:
         raise CTReadError(
             path,
@@ -219,13 +261,13 @@ def _read_raw(path: Path, header: MetaHeader) -> np.ndarray:
             f"DimSize does not match the data size: {header.describe()}, but data file "
             f"{header.data_file.name} holds {available}",
         )
-    return np.fromfile(header.data_file, dtype=header.dtype, count=int(np.prod(header.shape_xyz)),
+    return np.fromfile(header.data_file, dtype=header.dtype, count=header.voxels,
                        offset=offset)
 
 
 def _read_zraw(path: Path, header: MetaHeader) -> np.ndarray:
     with open(header.data_file, "rb") as handle:
-        handle.seek(header.data_offset or 0)
+        handle.seek(header.data_offset)
         packed = handle.read()
     # wbits 47 accepts both zlib and gzip streams, as MetaIO's inflate does.
     inflater = zlib.decompressobj(47)

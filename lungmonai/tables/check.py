@@ -81,8 +81,8 @@ def check_mhd(path: Path) -> str | None:
     if not data.is_file():
         return f"{path}: data file {data.name} is missing"
     size = data.stat().st_size
-    expected = header.nbytes + (header.data_offset or 0)
-    if size != expected and not (header.data_offset is None and size > header.nbytes):
+    expected = header.nbytes + header.data_offset
+    if size != expected:
         kind = "truncated" if size < expected else "larger than its header says"
         return f"{data}: {kind}: {size} bytes, header promises {expected}"
     return None

@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from lungmonai.io import read_ct
+from lungmonai.io.errors import CTReadError
 from lungmonai.io.metaimage import parse_header
 
 from tests.helpers import read_error
@@ -310,3 +311,55 @@ def test_binary_file_named_mhd(tmp_path: Path) -> None:
     path.write_bytes(bytes(range(256)) * 4)
     message = read_error(path)
     assert "not a MetaImage header" in message or "malformed header line" in message
+
+
+# ---------------------------------------------------------------------------- hostile headers
+
+
+def _hostile(tmp_path: Path, data_file: str, **edits: str) -> Path:
+    """A header in ``tmp_path/data/sub`` naming ``data_file``, next to a good CT of the same size."""
+    folder = tmp_path / "data" / "sub"
+    folder.mkdir(parents=True)
+    voxels = hu_volume()
+    (tmp_path / "secret.raw").write_bytes(voxels.tobytes())  # outside: the right size to be read
+    return write_mhd(folder / "ct.mhd", voxels, ElementDataFile=data_file, **edits)
+
+
+@pytest.mark.parametrize("name", ["../../secret.raw", "../sub/../../secret.raw", "ABSOLUTE", ".."])
+def test_data_file_outside_the_header_folder_is_refused(tmp_path: Path, name: str) -> None:
+    name = str(tmp_path / "secret.raw") if name == "ABSOLUTE" else name
+    path = _hostile(tmp_path, name)
+    message = read_error(path)
+    assert "outside the header's folder" in message and str(path.parent) in message
+    if name != "..":
+        assert str(tmp_path / "secret.raw") in message  # both paths named
+    with pytest.raises(CTReadError):
+        parse_header(path)
+
+
+def test_header_size_minus_one_is_refused(tmp_path: Path) -> None:
+    path = write_mhd(tmp_path / "ct.mhd", hu_volume(), HeaderSize="-1")
+    message = read_error(path)
+    assert "HeaderSize = -1" in message and str(path.with_suffix(".raw")) in message
+
+
+def test_escape_with_header_size_minus_one_is_refused(tmp_path: Path) -> None:
+    message = read_error(_hostile(tmp_path, "../../secret.raw", HeaderSize="-1"))
+    assert "outside the header's folder" in message
+
+
+def test_data_file_below_the_header_folder_is_read(tmp_path: Path) -> None:
+    voxels = hu_volume()
+    path = write_mhd(tmp_path / "ct.mhd", voxels)
+    (tmp_path / "raw").mkdir()
+    path.with_suffix(".raw").rename(tmp_path / "raw" / "ct.raw")
+    text = path.read_text().replace("ElementDataFile = ct.raw", "ElementDataFile = raw/../raw/ct.raw")
+    path.write_text(text)
+    np.testing.assert_array_equal(read_ct(path).hu, voxels)
+
+
+@pytest.mark.parametrize("dims", ["4294967296 4294967296 2", "65536 65536 65536", "100000 100000 300"])
+def test_oversized_dimsize_is_a_read_error(tmp_path: Path, dims: str) -> None:
+    path = write_mhd(tmp_path / "ct.mhd", hu_volume(), DimSize=dims)
+    message = read_error(path)
+    assert "DimSize" in message and "voxels, more than a CT can have" in message

@@ -188,7 +188,14 @@ def test_cli_names_a_wrong_path_without_loading_models(monkeypatch, tmp_path: Pa
     assert err.startswith("lungmonai: error: ") and str(missing) in err and "Traceback" not in err
 
 
-def test_unreadable_ct_in_a_folder_is_skipped_and_reported(tiny_prepared: Path, models, tmp_path: Path, capsys) -> None:
+def _good_header_with(good: Path, key: str, value: str) -> str:
+    """``good``'s header text with ``key`` set to ``value``."""
+    return re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", good.read_text())
+
+
+@pytest.mark.parametrize("kind", ["2D", "oversized", "escape"])
+def test_unreadable_ct_in_a_folder_is_skipped_and_reported(tiny_prepared: Path, models, tmp_path: Path, capsys,
+                                                           kind: str) -> None:
     from lungmonai.pipeline import UnreadableCTs
 
     folder = tmp_path / "cts"
@@ -197,11 +204,18 @@ def test_unreadable_ct_in_a_folder_is_skipped_and_reported(tiny_prepared: Path, 
     shutil.copy(good, folder / good.name)
     shutil.copy(good.with_suffix(".raw"), folder / good.with_suffix(".raw").name)
     bad = folder / "broken.mhd"
-    bad.write_text("ObjectType = Image\nNDims = 3\nDimSize = 8 8\nElementType = MET_SHORT\nElementDataFile = broken.raw\n")
+    if kind == "2D":
+        bad.write_text("ObjectType = Image\nNDims = 3\nDimSize = 8 8\nElementType = MET_SHORT\nElementDataFile = broken.raw\n")
+    elif kind == "oversized":  # overflows int64 arithmetic
+        bad.write_text(_good_header_with(good, "DimSize", "4294967296 4294967296 2"))
+    else:
+        shutil.copy(good.with_suffix(".raw"), tmp_path / "outside.raw")  # readable, but not the header's
+        bad.write_text(_good_header_with(good, "ElementDataFile", "../outside.raw"))
     out = tmp_path / "out"
     with pytest.raises(UnreadableCTs, match="1 of 2 CTs") as caught:
         analyze(folder, out, PipelineSettings(max_components=3), models, pictures=False)
-    assert str(bad) in str(caught.value) and "DimSize" in str(caught.value)
+    expected = "outside the header's folder" if kind == "escape" else "DimSize"
+    assert str(bad) in str(caught.value) and expected in str(caught.value)
     assert [r["series_uid"] for r in caught.value.reports] == [good.stem]
     assert (out / f"{good.stem}_report.json").is_file()  # the readable CT's analysis is kept
     assert f"skipped {bad}" in capsys.readouterr().err
