@@ -32,9 +32,11 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"class-0 candidates per class-1 candidate per series (default {DEFAULT_NEG_RATIO:g}; LUNA16 has ~400)")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     ap.add_argument("--no_montage", action="store_true", help="skip montage.png")
+    ap.add_argument("--held_out_from", default=None, metavar="DATASET",
+                    help="a generated development dataset: use none of its LIDC patients (a held-out evaluation set)")
     args = ap.parse_args(argv)
     summary = generate_dataset(args.out, args.series, mode=args.mode, seed=args.seed, neg_ratio=args.neg_ratio,
-                               workers=args.workers, montage=not args.no_montage)
+                               workers=args.workers, montage=not args.no_montage, held_out_from=args.held_out_from)
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -20,6 +20,7 @@ from lungmonai.pipeline.models import PipelineModels, load_models
 from lungmonai.pipeline.report import write_reports
 from lungmonai.plots import save_figure
 from lungmonai.progress import progress
+from lungmonai.synth.heldout import check_held_out
 from lungmonai.tables.candidates import (
     ANNOTATION_COLUMNS,
     ANNOTATION_FILE,
@@ -83,6 +84,7 @@ def evaluate_split(
     dataset = Path(dataset_dir)
     prepared = require_prepared(prepared_dir or dataset / "prepared")
     assert_no_leak(prepared, ["train"], [part])
+    check_held_out(dataset)  # a held-out set must share no LIDC patient with its development data
     series = load_split(prepared / "split.json").series_in(part)
     if not series:
         raise ValueError(f"{prepared / 'split.json'}: the {part!r} part holds no series")

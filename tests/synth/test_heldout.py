@@ -1,0 +1,40 @@
+"""A held-out set is generated from LIDC patients the development dataset does not use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lungmonai.synth import generate_dataset
+from lungmonai.synth.heldout import assert_patients_disjoint, check_held_out, dataset_patients
+from lungmonai.synth.lidc_nodules import select_sources
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_held_out_set_shares_no_patient_with_its_development_set(tmp_path: Path) -> None:
+    development, heldout = tmp_path / "dev", tmp_path / "heldout"
+    generate_dataset(development, 3, mode="small", seed=7, workers=2, montage=False)
+    generate_dataset(heldout, 3, mode="small", seed=7, workers=2, montage=False, held_out_from=development)
+
+    # Excluding nobody chooses as before; the held-out set, drawn with the same seed, differs.
+    assert {s.patient_id for s in select_sources(3, 7)} == dataset_patients(development)
+    assert not dataset_patients(development) & dataset_patients(heldout)
+    manifest = json.loads((heldout / "manifest.json").read_text())
+    assert manifest["held_out_from"] == {"dataset": str(development), "patients_excluded": len(dataset_patients(development))}
+    assert "held_out_from" not in json.loads((development / "manifest.json").read_text())
+    with pytest.raises(ValueError, match=f"{development} shares {len(dataset_patients(development))} LIDC patients"):
+        assert_patients_disjoint(development, development)
+    assert check_held_out(heldout) == str(development) and check_held_out(development) is None
+    # The evaluation checks it too: a held-out manifest pointing at data it overlaps is refused.
+    manifest["held_out_from"]["dataset"] = str(heldout)
+    (heldout / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="it is not held out"):
+        check_held_out(heldout)
+
+
+def test_a_dataset_without_a_manifest_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="manifest.json: no manifest"):
+        dataset_patients(tmp_path)
