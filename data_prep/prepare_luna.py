@@ -1,7 +1,7 @@
 """Prepare a LUNA16-format dataset: candidate table, patient-level split, crop/volume cache.
 
     python data_prep/prepare_luna.py --dataset_dir DATASET [--out DATASET/prepared]
-        [--split_mode stratified|book] [--seed 0] [--workers N] [--scheduler tcp://host:8786]
+        [--split_mode stratified|book|heldout] [--seed 0] [--workers N] [--scheduler tcp://host:8786]
         [--new_split]
 
 Reruns resume the cache and keep split.json (a split is made once; --new_split re-deals it).
@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_dir", required=True, type=Path, help="LUNA16-format dataset directory")
     parser.add_argument("--out", type=Path, default=None, help="prepared directory (default DATASET/prepared)")
-    parser.add_argument("--split_mode", choices=["stratified", "book"], default="stratified")
+    parser.add_argument("--split_mode", choices=["stratified", "book", "heldout"], default="stratified",
+                        help="heldout: every series to test (a held-out evaluation set)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
     parser.add_argument("--new_split", action="store_true", help="replace an existing split.json")

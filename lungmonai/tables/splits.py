@@ -193,15 +193,19 @@ def make_split(
     ``seed`` and dealt to train/val/test by ``fractions`` within each group, so val and test
     both hold nodules (and malignant ones when labels exist). ``book``: every 10th series in
     sorted uid order to val, the rest to train, no test; ``seed`` and ``fractions`` unused.
+    ``heldout``: every series to test (a held-out evaluation set, nothing of it to train on).
     """
     strata = series_strata(table, extra_series)
+    if mode == "heldout":
+        return Split.from_assignment({uid: "test" for uid in strata}, mode="heldout", seed=int(seed),
+                                     fractions={"train": 0.0, "val": 0.0, "test": 1.0})
     if mode == "book":
         n = len(strata)
         n_val = len(range(0, n, BOOK_VAL_STRIDE))
         frac = {"train": (n - n_val) / n if n else 0.9, "val": n_val / n if n else 0.1, "test": 0.0}
         return Split.from_assignment(_book(strata), mode="book", seed=int(seed), fractions=frac)
     if mode != "stratified":
-        raise ValueError(f"unknown split mode {mode!r}; expected 'stratified' or 'book'")
+        raise ValueError(f"unknown split mode {mode!r}; expected 'stratified', 'book' or 'heldout'")
     f = _check_fractions(fractions)
     assignment = _stratified(strata, int(seed), f)
     return Split.from_assignment(assignment, mode=mode, seed=int(seed), fractions=dict(zip(SETS, f)))

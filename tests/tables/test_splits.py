@@ -75,6 +75,15 @@ def test_extra_series_and_book_mode():
         make_split(table, fractions=(0.5, 0.3, 0.3))
 
 
+def test_heldout_mode_puts_every_series_in_test_and_nothing_to_train_on(tmp_path):
+    table = fake_table(12)
+    split = make_split(table, mode="heldout", extra_series=["9.9.9"])
+    assert sorted(split.series_in("test")) == sorted({*table.series_uid, "9.9.9"})
+    assert not split.series_in("train") and not split.series_in("val")
+    save_split(split, tmp_path / "split.json")
+    assert load_split(tmp_path / "split.json").mode == "heldout"
+
+
 @pytest.mark.skipif(not (REFERENCE / "annotations_with_malignancy.csv").is_file(), reason=f"real tables not at {REFERENCE}")
 def test_book_mode_on_real_reference():
     mal = pd.read_csv(REFERENCE / "annotations_with_malignancy.csv", dtype={"seriesuid": str})
