@@ -17,6 +17,7 @@ from lungmonai.io import read_ct
 from lungmonai.io.grid import to_grid
 from lungmonai.io.orient import to_lps
 from lungmonai.io.volume import CTVolume
+from lungmonai.weights import load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,6 @@ def load_network(network: nn.Module, ckpt_path: str | Path, device: torch.device
             f"{ckpt_path}: no trained weights; train them with "
             f"`python -m monai.bundle run training --config_file {bundle}/configs/train.json` (or `make demo`)"
         )
-    state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    state = load_weights(ckpt_path, map_location=device)
     network.load_state_dict(state)
     return network.to(device).eval()

@@ -4,6 +4,11 @@ MONAI's CheckpointSaver names periodic checkpoints by epoch, so a resuming run w
 guess the newest; this handler keeps exactly one file, replaced atomically every epoch, holding
 everything a continuation needs (network, optimizer, scheduler, trainer epoch/iteration, samples
 seen). Only rank 0 writes.
+
+Checkpoints hold tensors and plain Python values only, and every load uses
+``torch.load(weights_only=True)``: a checkpoint is data, and a crafted one must not be able to run
+code when a run resumes or a model is loaded (an unrestricted unpickler executes whatever the file
+names). :func:`load_weights` is the one place the package loads a ``.pt`` file.
 """
 
 from __future__ import annotations
@@ -18,13 +23,18 @@ import torch
 from ignite.engine import Engine, Events
 
 from lungmonai.cache.atomic import atomic_open
+from lungmonai.weights import check_plain, load_weights
 
 logger = logging.getLogger(__name__)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file in the same directory, then rename over ``path``."""
+    """``torch.save`` to a temp file in the same directory, then rename over ``path``.
+
+    ``obj`` must be tensors and plain values (:func:`check_plain`), so it loads back safely.
+    """
     path = Path(path)
+    check_plain(obj, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as handle:
         torch.save(obj, handle)
@@ -93,7 +103,7 @@ class ResumableCheckpoint:
         if not self.path.is_file():
             logger.warning("resume asked but %s does not exist: starting from scratch", self.path)
             return
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        state = load_weights(self.path)
         objects = self._with_scaler(engine)
         missing = [name for name in objects if name not in state and name != GRAD_SCALER]
         if missing:

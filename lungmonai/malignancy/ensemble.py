@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lungmonai.weights import load_weights as load_plain
+
 
 class ProbabilityEnsemble(nn.Module):
     """``log(mean_k softmax(member_k(x)))`` over the members."""
@@ -38,7 +40,7 @@ def load_weights(network: nn.Module, path: str | Path, device: torch.device | st
             f"{path}: malignancy checkpoint not found; train one with `python -m monai.bundle run training "
             "--config_file bundles/nodule_malignancy/configs/train.json`"
         )
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_plain(path, map_location=device)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     network.load_state_dict(state)

@@ -26,6 +26,7 @@ from lungmonai.io.orient import from_lps, to_lps
 from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.segmentation.roi import lung_box
 from lungmonai.segmentation.windows import batch_windows
+from lungmonai.weights import load_weights
 
 
 def scale_hu(hu: torch.Tensor, hu_window: Sequence[float] = (-1000.0, 1000.0)) -> torch.Tensor:
@@ -142,7 +143,7 @@ def load_segmenter(
     parser["bundle_root"] = str(bundle_root)
     network = parser.get_parsed_content("network_def").to(device)
     if ckpt_path is not None:
-        network.load_state_dict(torch.load(ckpt_path, map_location=device, weights_only=True))
+        network.load_state_dict(load_weights(ckpt_path, map_location=device))
     settings = {key: parser.get_parsed_content(key)
                 for key in ("context", "hu_window", "threshold", "batch_size", "grid_spacing_xyz")}
     return network.eval(), settings

@@ -36,7 +36,7 @@ def trained(tiny_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_training_writes_best_and_last_checkpoints_and_tensorboard(trained: Path) -> None:
     best = torch.load(trained / "models/model.pt", map_location="cpu", weights_only=True)
     assert "head.weight" in best  # a plain state_dict, loadable into LunaModel
-    last = torch.load(trained / "models/last.pt", map_location="cpu", weights_only=False)
+    last = torch.load(trained / "models/last.pt", map_location="cpu", weights_only=True)
     assert {"network", "optimizer", "lr_scheduler", "samples_seen", "trainer"} <= set(last)
     assert last["trainer"]["iteration"] == last["trainer"]["epoch_length"] == 4  # one epoch of 32 / 8
     assert last["samples_seen"]["count"] == 32
@@ -48,7 +48,7 @@ def test_resume_continues_from_the_last_epoch(tiny_prepared: Path, trained: Path
     root = tmp_path / "resumed"
     shutil.copytree(trained / "models", root / "models")
     result = run_bundle("training", [TRAIN], _small(tiny_prepared, root, epochs=2, resume=True))
-    last = torch.load(root / "models/last.pt", map_location="cpu", weights_only=False)
+    last = torch.load(root / "models/last.pt", map_location="cpu", weights_only=True)
     assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"]
     assert last["samples_seen"]["count"] == 64  # 32 before the restart, 32 after
     assert "Epoch[2]" in result.stderr + result.stdout and "Epoch[1] Complete" not in result.stderr + result.stdout
@@ -123,7 +123,7 @@ def test_two_process_training_with_torchrun(tiny_prepared: Path, tmp_path: Path)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     run_bundle("training", [TRAIN, "bundles/nodule_cls/configs/multi_gpu_train.json"],
                _small(tiny_prepared, root), launcher=launcher)
-    last = torch.load(root / "models/last.pt", map_location="cpu", weights_only=False)
+    last = torch.load(root / "models/last.pt", map_location="cpu", weights_only=True)
     assert last["samples_seen"]["count"] == 32  # both ranks' samples, counted once each
     assert len(list((root / "runs").glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
 

@@ -67,7 +67,7 @@ def test_training_metrics_score_the_hard_label_under_soft_labels_and_mixup(train
 
 
 def test_finetuning_unfreezes_block4_in_epoch_two(trained: Path, classifier: Path) -> None:
-    last = torch.load(trained / "models/last.pt", map_location="cpu", weights_only=False)
+    last = torch.load(trained / "models/last.pt", map_location="cpu", weights_only=True)
     assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"] and last["samples_seen"]["count"] == 32
     assert last["unfreezing"] == {"depth": 2}
     lrs = {g["block"]: g["lr"] for g in last["optimizer"]["param_groups"]}  # AdamW: 2 groups a block (decay or not)

@@ -35,7 +35,7 @@ def trained(tiny_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_training_writes_checkpoints_labels_and_tensorboard(trained: Path, tiny_prepared: Path) -> None:
     best = torch.load(trained / "models/model.pt", map_location="cpu", weights_only=True)
     assert any(k.endswith("weight") for k in best)  # a plain state_dict of the U-Net
-    last = torch.load(trained / "models/last.pt", map_location="cpu", weights_only=False)
+    last = torch.load(trained / "models/last.pt", map_location="cpu", weights_only=True)
     assert {"network", "optimizer", "samples_seen", "trainer"} <= set(last)
     assert last["trainer"]["iteration"] == 4 and last["samples_seen"]["count"] == 32
     assert list((trained / "runs").glob("events.out.tfevents.*"))
@@ -100,7 +100,7 @@ def test_two_process_training_with_torchrun(tiny_prepared: Path, tmp_path: Path)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     run_bundle("training", [TRAIN, "bundles/nodule_seg/configs/multi_gpu_train.json"], _small(tiny_prepared, root),
                launcher=launcher)
-    last = torch.load(root / "models/last.pt", map_location="cpu", weights_only=False)
+    last = torch.load(root / "models/last.pt", map_location="cpu", weights_only=True)
     assert last["samples_seen"]["count"] == 32  # both ranks' windows, counted once each
     assert len(list((root / "runs").glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
     assert (root / "models/model.pt").is_file()  # chosen by touched nodules: reach needs one process

@@ -60,7 +60,7 @@ def test_resume_continues_at_next_epoch_with_all_state(tmp_path):
     first, net1, opt1, sched1, seen1 = _trainer(path, max_epochs=2, resume=False, seed=0)
     first.run()
     assert path.is_file() and _tmp_files(path.parent) == []
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
     assert set(saved) == {"network", "optimizer", "lr_scheduler", "samples_seen", "trainer"}
     assert saved["samples_seen"] == {"count": 2 * N_ITEMS}
     assert saved["trainer"]["iteration"] == 2 * STEPS
@@ -96,7 +96,7 @@ def test_resume_continues_at_next_epoch_with_all_state(tmp_path):
     assert seen2.count == 3 * N_ITEMS
     assert sched2.last_epoch == 3 * STEPS
     assert not torch.equal(net2.weight, net_saved["weight"])  # it did train on
-    resaved = torch.load(path, map_location="cpu", weights_only=False)
+    resaved = torch.load(path, map_location="cpu", weights_only=True)
     assert resaved["trainer"]["iteration"] == 3 * STEPS and resaved["samples_seen"] == {"count": 3 * N_ITEMS}
     assert _tmp_files(path.parent) == []
 
@@ -130,7 +130,7 @@ def test_resume_false_ignores_an_existing_file(tmp_path):
     trainer, *_ , seen = _trainer(path, max_epochs=1, resume=False, seed=0)
     trainer.run()
     assert trainer.state.epoch == 1 and seen.count == N_ITEMS
-    assert torch.load(path, weights_only=False)["trainer"]["iteration"] == STEPS  # overwritten
+    assert torch.load(path, weights_only=True)["trainer"]["iteration"] == STEPS  # overwritten
 
 
 def test_foreign_checkpoint_is_refused(tmp_path):
@@ -152,7 +152,7 @@ def test_the_amp_grad_scaler_is_saved_and_restored(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     first = _amp(_trainer(path, max_epochs=1, resume=False, seed=0)[0], monkeypatch, init_scale=512.0)
     first.run()
-    saved = torch.load(path, weights_only=False)["grad_scaler"]
+    saved = torch.load(path, weights_only=True)["grad_scaler"]
     assert saved["scale"] == first.scaler.get_scale()
     second = _amp(_trainer(path, max_epochs=2, resume=True, seed=1)[0], monkeypatch, init_scale=65536.0)
     scales = []
@@ -213,3 +213,31 @@ def test_resume_with_more_epochs_stretches_the_schedule_to_the_new_length(tmp_pa
     assert len(resumed) == 2 * STEPS
     assert resumed[-1] < 0.2 * max(first + resumed)  # annealed towards the new end
     assert all(b <= a + 1e-12 for a, b in zip(resumed, resumed[1:]))  # never climbing back up
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, "w")``: what a crafted checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):
+    from lungmonai.weights import UnsafeCheckpointError
+
+    path, marker = tmp_path / "last.pt", tmp_path / "payload-ran"
+    torch.save({"network": _Payload(marker)}, path)
+    trainer, *_ = _trainer(path, max_epochs=1, resume=True, seed=0)
+    with pytest.raises(UnsafeCheckpointError, match="last.pt: not a plain checkpoint"):
+        trainer.run()
+    assert not marker.exists()
+
+
+def test_only_plain_values_are_saved(tmp_path):
+    path = tmp_path / "last.pt"
+    with pytest.raises(TypeError, match=r"last.pt\['network'\]\['f'\] is a function"):
+        atomic_torch_save({"network": {"f": _items}}, path)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
