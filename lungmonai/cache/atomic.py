@@ -3,7 +3,9 @@
 A reader (or a rerun after a crash) then sees either the old file or the complete new one,
 never a half-written file. The temp file lives in the same directory because ``os.replace``
 is only atomic within one filesystem. Temp names start with a dot and end in ``.tmp`` so
-that :func:`remove_stale_temps` can clean what a killed process left behind.
+that :func:`remove_stale_temps` can clean what a killed process left behind; they also name
+their writer (host and process id), so that a rebuild right after a kill removes the dead
+writer's volume-sized temp at once instead of keeping it for :data:`STALE_AFTER_S`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import socket
 import tempfile
 import threading
 import time
@@ -26,6 +30,36 @@ TEMP_SUFFIX = ".tmp"
 STALE_AFTER_S = 3600.0
 """A temp file untouched this long belongs to a killed writer; a younger one may be another
 process's write in progress (two runs building the same cache), which must not be deleted."""
+
+_WRITER = re.compile(r"\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>[0-9]+)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
+
+
+def _host() -> str:
+    """This machine's name as it goes into temp names: letters, digits and underscores only."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.<name>.<host>-<pid>.``: mkstemp adds a random part and ``.tmp``."""
+    return f".{path.name}.{_host()}-{os.getpid()}."
+
+
+def _writer_is_dead(tmp: Path) -> bool:
+    """Whether ``tmp`` names a writer process on this machine that no longer runs.
+
+    Unknown (another machine on a shared disk, an unnamed temp, this very process) is not dead:
+    such a temp is left to the age rule.
+    """
+    match = _WRITER.search(tmp.name)
+    if match is None or match["host"] != _host() or int(match["pid"]) == os.getpid():
+        return False
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, OSError):
+        return False
+    return False
 
 
 _UMASK_LOCK = threading.Lock()
@@ -75,7 +109,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool =
         raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
     tmp = Path(tmp_name)
     try:
         os.fchmod(fd, _file_mode())
@@ -149,8 +183,11 @@ def jsonable(value: Any) -> Any:
 
 
 def remove_stale_temps(directory: str | os.PathLike[str], older_than_s: float = STALE_AFTER_S) -> int:
-    """Delete temp files a killed writer left in ``directory`` (untouched for ``older_than_s``);
-    returns how many."""
+    """Delete temp files a killed writer left in ``directory``; returns how many.
+
+    A temp is stale when its writer process on this machine is gone, or, when that cannot be
+    told, when it has been untouched for ``older_than_s``.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return 0
@@ -158,7 +195,7 @@ def remove_stale_temps(directory: str | os.PathLike[str], older_than_s: float = 
     now = time.time()
     for tmp in directory.glob(f".*{TEMP_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
-            if now - tmp.stat().st_mtime >= older_than_s:
+            if _writer_is_dead(tmp) or now - tmp.stat().st_mtime >= older_than_s:
                 tmp.unlink()
                 removed += 1
     return removed

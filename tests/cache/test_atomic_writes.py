@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import lungmonai.cache.atomic as atomic_module
 from lungmonai.cache.atomic import (
     atomic_open,
     atomic_save_npy,
@@ -85,3 +88,29 @@ def test_jsonable_turns_every_undefined_figure_into_null(tmp_path):
     atomic_write_json(tmp_path / "m.json", jsonable(report))  # the strict writer accepts it
     assert json.loads((tmp_path / "m.json").read_text()) == {
         "auc": None, "ci": [0.2, None], "n": 3, "ok": True, "rows": [{"p": 0.5}, {"p": None}], "curve": [1.0, None]}
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (a killed writer's)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_dead_writers_temp_is_removed_at_once(tmp_path):
+    host = atomic_module._host()
+    dead = tmp_path / f".volume.npy.{host}-{_dead_pid()}.k3j_x9.tmp"
+    dead.write_bytes(b"half a volume, from a killed run")
+    alive = tmp_path / f".volume.npy.{host}-{os.getpid()}.a1b2c3.tmp"
+    alive.write_bytes(b"this process is writing this")
+    elsewhere = tmp_path / f".volume.npy.otherhost-{_dead_pid()}.zzzz.tmp"
+    elsewhere.write_bytes(b"a writer on another machine: only age tells")
+    assert remove_stale_temps(tmp_path) == 1
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
+
+
+def test_temp_names_carry_their_writer(tmp_path):
+    with atomic_open(tmp_path / "crops.npy") as handle:
+        (tmp,) = tmp_path.glob(".*.tmp")
+        assert tmp.name.startswith(f".crops.npy.{atomic_module._host()}-{os.getpid()}.")
+        handle.write(b"x")

@@ -137,6 +137,21 @@ def test_stale_entries_are_rebuilt(tiny, tmp_path):
     assert CropCache(tmp_path, crop_shape=(16, 32, 32)).read_crop(uid, 0).shape == (16, 32, 32)
 
 
+def test_a_rebuild_removes_the_temp_a_killed_build_left(tiny, tmp_path):
+    from lungmonai.cache.atomic import _host
+    from lungmonai.cache.crops import series_dir
+    from tests.cache.test_atomic_writes import _dead_pid
+
+    data, table = tiny
+    uid = data.series_uids[0]
+    directory = series_dir(tmp_path, uid)
+    directory.mkdir(parents=True)
+    leftover = directory / f".volume.npy.{_host()}-{_dead_pid()}.q8w_1z.tmp"  # a minute old, writer killed
+    leftover.write_bytes(b"\0" * 4096)
+    assert uid in build_cache(table, data.series, tmp_path, workers=1).built
+    assert not leftover.exists() and not list(directory.glob(".*.tmp"))
+
+
 def test_one_broken_series_names_its_file_and_keeps_the_others(tiny, tmp_path):
     data, table = tiny
     broken_root = tmp_path / "data"
