@@ -25,7 +25,7 @@ from monai.handlers import (
 )
 
 from lungmonai.config import flag
-from lungmonai.handlers.checkpoint import ResumableCheckpoint
+from lungmonai.handlers.checkpoint import BEST_MODEL, BestModelScore, ResumableCheckpoint
 
 
 def default_device() -> torch.device:
@@ -64,7 +64,8 @@ def training_handlers(
     """The trainer's handlers.
 
     ``state`` names everything the resumable checkpoint at ``checkpoint_path`` saves and restores
-    (network, optimizer, schedule, counters); its handlers that are not torch objects (samples
+    (network, optimizer, schedule, counters), to which it adds the best-model score of
+    ``validator``'s ``CheckpointSaver``; ``state``'s handlers that are not torch objects (samples
     seen, unfreezing) are attached too, before validation. ``figures`` are the stage's own
     drawing handlers, run on the main process only.
     """
@@ -77,7 +78,8 @@ def training_handlers(
         handlers.append(LrScheduleHandler(lr_scheduler=lr_scheduler, epoch_level=False, print_lr=False))
     handlers += stateful
     handlers.append(ValidationHandler(validator=validator, epoch_level=True, interval=1))
-    handlers.append(ResumableCheckpoint(path=checkpoint_path, objects=dict(state), resume=flag(resume)))
+    objects = {**state, BEST_MODEL: BestModelScore(validator)}  # a resumed run keeps the better model.pt
+    handlers.append(ResumableCheckpoint(path=checkpoint_path, objects=objects, resume=flag(resume)))
     handlers += reporting
     if is_main_process:
         handlers += list(figures)

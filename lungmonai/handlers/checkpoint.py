@@ -21,6 +21,8 @@ from typing import Any
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
+from monai.handlers import CheckpointSaver
 
 from lungmonai.cache.atomic import atomic_open
 from lungmonai.weights import check_plain, load_weights
@@ -49,6 +51,9 @@ def unwrap(obj: Any) -> Any:
 
 
 GRAD_SCALER = "grad_scaler"
+BEST_MODEL = "best_model"
+# Written by later versions than some checkpoints: an older checkpoint still resumes without them.
+_OPTIONAL = (GRAD_SCALER, BEST_MODEL)
 _HORIZON_ATTRS = ("t_total", "warmup_steps", "total_steps", "_schedule_phases")
 
 
@@ -65,6 +70,57 @@ def _apply_current_lr(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
     for group, lr in zip(scheduler.optimizer.param_groups, lrs):
         group["lr"] = lr
     scheduler._last_lr = lrs
+
+
+def best_model_checkpoint(validator: Any) -> Checkpoint | None:
+    """The best-model ``CheckpointSaver``'s ignite ``Checkpoint`` attached to ``validator``, if any.
+
+    The saver is built by the validation handler list and attached to the evaluator before the
+    trainer's handlers exist; looking it up on the engine lets the trainer's resumable checkpoint
+    carry its score without every bundle config passing the saver around.
+    """
+    for entries in getattr(validator, "_event_handlers", {}).values():
+        for handler, *_ in entries:
+            owner = getattr(getattr(handler, "__wrapped__", handler), "__self__", None)
+            if isinstance(owner, CheckpointSaver) and owner._key_metric_checkpoint is not None:
+                return owner._key_metric_checkpoint
+    return None
+
+
+class BestModelScore:
+    """The best model's score (and file) as resumable state, so a resumed run keeps the best model.
+
+    Without it a resumed run's best-model saver starts empty, and the first epoch after the restart
+    overwrites ``model.pt`` whatever its score. Saved as plain ``[score, filename]`` pairs; on
+    load an entry whose file is gone is dropped, so that the next epoch writes a model again.
+    """
+
+    def __init__(self, validator: Any) -> None:
+        self.validator = validator
+
+    def state_dict(self) -> dict[str, list[list[Any]]]:
+        checkpoint = best_model_checkpoint(self.validator)
+        saved = [] if checkpoint is None else checkpoint._saved
+        return {"saved": [[float(priority), str(filename)] for priority, filename in saved]}
+
+    def load_state_dict(self, state: dict[str, list[list[Any]]]) -> None:
+        checkpoint = best_model_checkpoint(self.validator)
+        if checkpoint is None:
+            return
+        kept = [(float(priority), str(filename)) for priority, filename in state.get("saved", [])
+                if self._written(checkpoint, str(filename))]
+        checkpoint.load_state_dict({"_saved": kept})
+        for priority, _ in kept:
+            logger.info("best model so far kept: score %s", priority)
+
+    @staticmethod
+    def _written(checkpoint: Checkpoint, filename: str) -> bool:
+        """Whether the saved best model is still on disk (MONAI's saver may fix its file name)."""
+        handler = checkpoint.save_handler
+        directory = getattr(handler, "dirname", None)
+        if directory is None:
+            return True
+        return (Path(directory) / (getattr(handler, "filename", None) or filename)).is_file()
 
 
 class ResumableCheckpoint:
@@ -105,7 +161,7 @@ class ResumableCheckpoint:
             return
         state = load_weights(self.path)
         objects = self._with_scaler(engine)
-        missing = [name for name in objects if name not in state and name != GRAD_SCALER]
+        missing = [name for name in objects if name not in state and name not in _OPTIONAL]
         if missing:
             raise ValueError(f"{self.path}: checkpoint lacks {missing}; it was not written by this bundle")
         max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
@@ -113,6 +169,8 @@ class ResumableCheckpoint:
                     if isinstance(obj, torch.optim.lr_scheduler.LRScheduler)}
         if GRAD_SCALER in objects and GRAD_SCALER not in state:
             logger.info("%s holds no AMP grad scaler: it starts from its initial scale", self.path)
+        if BEST_MODEL in objects and BEST_MODEL not in state:
+            logger.warning("%s holds no best score: the first resumed epoch replaces the best model", self.path)
         for name, obj in objects.items():
             if name in state:
                 unwrap(obj).load_state_dict(state[name])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import torch
 from ignite.handlers import ProgressBar
+from ignite.metrics import Metric
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler, StatsHandler, TensorBoardStatsHandler, ValidationHandler
 
 from lungmonai.engines import training_handlers, validation_handlers
 from lungmonai.handlers import SamplesSeen
 from lungmonai.handlers.checkpoint import ResumableCheckpoint
+from torch.utils.data import DataLoader
 
 
 class _Figure:
@@ -34,7 +37,7 @@ def test_training_handlers_keep_the_order_the_bundles_rely_on(tmp_path) -> None:
                      TensorBoardStatsHandler, _Figure, ProgressBar]
     checkpoint = handlers[3]
     assert checkpoint.path == tmp_path / "last.pt" and checkpoint.resume is False
-    assert set(checkpoint.objects) == {"network", "optimizer", "lr_scheduler", "samples_seen"}
+    assert set(checkpoint.objects) == {"network", "optimizer", "lr_scheduler", "samples_seen", "best_model"}
     writer.close()
 
 
@@ -53,3 +56,62 @@ def test_validation_saves_the_best_model_only_when_training(tmp_path) -> None:
 
     standalone = validation_handlers(ckpt_dir=None, network=net, load_path=tmp_path / "model.pt", progress_bars=True, desc="evaluate")
     assert [type(h) for h in standalone] == [CheckpointLoader, StatsHandler, ProgressBar]
+
+
+class _Scripted(Metric):
+    """A validation score that follows a script, one value per epoch."""
+
+    def __init__(self, scores) -> None:
+        self.scores = list(scores)
+        super().__init__(output_transform=lambda output: (output["pred"], output["label"]))
+
+    def reset(self) -> None:
+        pass
+
+    def update(self, output) -> None:
+        pass
+
+    def compute(self) -> float:
+        return self.scores.pop(0)
+
+
+def _run(tmp_path, epochs: int, scores, resume: bool) -> torch.nn.Module:
+    """Train a tiny network for ``epochs`` through the bundles' handler lists, scored by ``scores``."""
+    torch.manual_seed(len(scores))
+    net = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    items = [{"image": torch.randn(3), "label": torch.tensor(i % 2)} for i in range(4)]
+    loader = DataLoader(items, batch_size=2)
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=loader, network=net, decollate=False,
+        key_val_metric={"score": _Scripted(scores)},
+        val_handlers=validation_handlers(ckpt_dir=tmp_path, network=net, progress_bars=False))
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=epochs, train_data_loader=loader, network=net, optimizer=optimizer,
+        loss_function=torch.nn.CrossEntropyLoss(), decollate=False,
+        train_handlers=training_handlers(validator=evaluator, checkpoint_path=tmp_path / "last.pt",
+                                         state={"network": net, "optimizer": optimizer}, resume=resume,
+                                         progress_bars=False))
+    trainer.run()
+    return net
+
+
+def test_a_resumed_run_keeps_the_better_best_model(tmp_path) -> None:
+    _run(tmp_path, 1, [0.8], resume=False)
+    best = (tmp_path / "model.pt").read_bytes()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["best_model"]["saved"][0][0] == 0.8
+
+    _run(tmp_path, 2, [0.1], resume=True)  # epoch 2 scores worse: model.pt stays epoch 1's
+    assert (tmp_path / "model.pt").read_bytes() == best
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["best_model"]["saved"][0][0] == 0.8
+
+    net = _run(tmp_path, 3, [0.9], resume=True)  # epoch 3 scores better: it replaces model.pt
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert torch.equal(saved["weight"], net.state_dict()["weight"])
+
+
+def test_a_deleted_best_model_is_written_again_on_resume(tmp_path) -> None:
+    _run(tmp_path, 1, [0.8], resume=False)
+    (tmp_path / "model.pt").unlink()
+    _run(tmp_path, 2, [0.1], resume=True)
+    assert (tmp_path / "model.pt").is_file()
