@@ -30,6 +30,7 @@ from lungmonai.lidc.join import (  # noqa: E402
 )
 from lungmonai.lidc.malignancy import luna_like, nodule_table_from_clustering, write_nodule_table  # noqa: E402
 from lungmonai.metrics.baseline import bootstrap_auc_ci, diameter_auc  # noqa: E402
+from lungmonai.usererrors import run_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,4 +91,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_command(Path(__file__).name, main))

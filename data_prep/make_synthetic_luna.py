@@ -19,6 +19,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lungmonai.synth import DEFAULT_NEG_RATIO, generate_dataset
+from lungmonai.usererrors import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_command(Path(__file__).name, main))

@@ -21,6 +21,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from lungmonai.config import contract, find_bundles
 from lungmonai.tables.prepare import format_summary, prepare_dataset
+from lungmonai.usererrors import run_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,4 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(Path(__file__).name, main))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lungmonai.config import find_bundles
 from lungmonai.pipeline.analysis import PipelineSettings, pipeline_settings
+from lungmonai.usererrors import user_error_line
 
 
 def bundle_settings(bundles_dir: str | Path | None = None) -> PipelineSettings:
@@ -67,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lungmonai: error: {error}", file=sys.stderr)
         return 1
 
-    from lungmonai.io.errors import CTReadError
     from lungmonai.pipeline import UnreadableCTs, analyze, evaluate_split, load_models
 
     # Wrong paths, unreadable CTs and missing weights are the user's to fix: one line naming
@@ -80,8 +80,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"{args.dataset_dir}: dataset directory not found")
             models = load_models(args.bundles, device=args.device)
             evaluate_split(args.dataset_dir, args.part, args.out, settings, models, n_boot=args.n_boot)
-    except (FileNotFoundError, NotADirectoryError, CTReadError, UnreadableCTs) as error:
+    except UnreadableCTs as error:
         print(f"lungmonai: error: {error}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:  # CTReadError, a bad table, a crafted checkpoint; bugs re-raise
+        line = user_error_line(error)
+        if line is None:
+            raise
+        print(f"lungmonai: error: {line}", file=sys.stderr)
         return 1
     return 0
 

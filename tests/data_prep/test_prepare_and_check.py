@@ -124,3 +124,45 @@ def test_malignancy_table_refuses_to_write_the_join_over_its_own_nodule_table(da
     assert result.returncode == 2
     assert "is also where the join goes" in result.stderr and str(target) in result.stderr
     assert target.read_bytes() == before  # refused before LIDC is even read
+
+
+def _one_error_line(done: subprocess.CompletedProcess, script: str, path: Path) -> str:
+    """The single stderr line of a user error, checked to name ``path`` and carry no traceback."""
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"{script}: error: {path}"), lines[0]
+    return lines[0]
+
+
+def test_a_malformed_csv_is_one_line_not_a_traceback(dataset):
+    csv = dataset.root / "candidates.csv"
+    text = csv.read_text().splitlines()
+    fields = text[1].split(",")
+    fields[1] = "left"  # coordX as text
+    csv.write_text("\n".join([text[0], ",".join(fields), *text[2:]]) + "\n")
+    done = run("prepare_luna.py", "--dataset_dir", str(dataset.root), "--no_cache")
+    assert "coordX" in _one_error_line(done, "prepare_luna.py", csv)
+
+
+def test_a_leaked_split_is_one_line_not_a_traceback(dataset):
+    root = str(dataset.root)
+    assert run("prepare_luna.py", "--dataset_dir", root, "--no_cache").returncode == 0
+    split_path = dataset.root / "prepared" / "split.json"
+    split = json.loads(split_path.read_text())
+    uid, part = next(iter(split["series"].items()))
+    other = next(name for name in ("train", "val", "test") if name != part)
+    text = split_path.read_text().replace(f'"{uid}": "{part}"', f'"{uid}": "{part}", "{uid}": "{other}"', 1)
+    assert text != split_path.read_text()
+    split_path.write_text(text)  # the same series in two sets
+    done = run("prepare_luna.py", "--dataset_dir", root, "--no_cache")
+    assert "listed twice" in _one_error_line(done, "prepare_luna.py", split_path)
+    assert split_path.read_text() == text  # nothing already written is lost
+
+
+def test_an_out_that_is_a_file_is_one_line(dataset):
+    taken = dataset.root / "notes.txt"
+    taken.write_text("mine")
+    done = run("prepare_luna.py", "--dataset_dir", str(dataset.root), "--out", str(taken), "--no_cache")
+    _one_error_line(done, "prepare_luna.py", taken)
+    assert taken.read_text() == "mine"
