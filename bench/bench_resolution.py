@@ -49,12 +49,12 @@ def _grid(value: str, contract_grid: list[float] | None) -> list[float] | None:
     return [float(v) for v in value.split(",")]
 
 
-def measure(dataset: Path, bundles: Path, grid: str, n_boot: int) -> dict[str, object]:
+def measure(dataset: Path, bundles: Path, grid: str, n_boot: int, limit: int | None = None) -> dict[str, object]:
     models = load_models(bundles, device="cpu")
     models.seg_settings = {**models.seg_settings, "grid_spacing_xyz": _grid(grid, models.seg_settings.get("grid_spacing_xyz"))}
     settings = replace(pipeline_settings(bundles), nodule_threshold=0.0)
     truth = read_luna_csv(dataset / ANNOTATION_FILE, ANNOTATION_COLUMNS)
-    series = find_series(dataset)
+    series = dict(sorted(find_series(dataset).items())[:limit])
     detections, marks_per_nodule, found, seconds, resample = [], [], [], [], []
     for uid, path in sorted(series.items()):
         start = time.perf_counter()
@@ -82,9 +82,10 @@ def main() -> None:
     ap.add_argument("--bundles", type=Path, nargs="+", default=None, help="bundles folders (default: the installed ones)")
     ap.add_argument("--grid", default="contract", help="native, contract, or X,Y,Z in mm")
     ap.add_argument("--n_boot", type=int, default=1000)
+    ap.add_argument("--limit", type=int, default=None, help="the first N series only (a timing run)")
     args = ap.parse_args()
     for bundles in args.bundles or [find_bundles()]:
-        r = measure(args.dataset_dir, bundles, args.grid, args.n_boot)
+        r = measure(args.dataset_dir, bundles, args.grid, args.n_boot, args.limit)
         froc, marks = r["froc"], r["marks"]
         lo, hi = froc["cpm_ci"]
         hit = marks[marks > 0]

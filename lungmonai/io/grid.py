@@ -46,7 +46,10 @@ def resample_axes(array: np.ndarray, step_irc: Sequence[float], shape_irc: Seque
     x = torch.from_numpy(np.ascontiguousarray(array))
     integer = not torch.is_floating_point(x)
     work = x if order == 0 else x.to(torch.float32)
-    for axis, (step, n_out) in enumerate(zip(step_irc, shape_irc)):
+    # The axes that shrink most go first, so the later passes work on the smaller array (on a
+    # 512x512 CT going to coarser pixels and finer slices, that order halves the time).
+    for axis in sorted(range(3), key=lambda a: shape_irc[a] / max(array.shape[a], 1)):
+        step, n_out = step_irc[axis], shape_irc[axis]
         n_in = work.shape[axis]
         if abs(step - 1.0) < 1e-9 and n_out == n_in:
             continue
@@ -64,7 +67,9 @@ def resample_axes(array: np.ndarray, step_irc: Sequence[float], shape_irc: Seque
         return array
     if integer and order == 1:
         work = work.round()
-    return work.to(x.dtype).numpy()
+    # An array numpy owns: one viewing torch's storage made DataLoader workers fail to collate
+    # the label windows cut from it ("Trying to resize storage that is not resizable").
+    return np.array(work.to(x.dtype).numpy(), copy=True)
 
 
 def grid_geometry(geometry: Geometry, spacing_xyz: Sequence[float]) -> Geometry:

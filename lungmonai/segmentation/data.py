@@ -86,14 +86,18 @@ def group_of(items: Sequence[dict[str, Any]]) -> list[int]:
 
 
 def slice_items(prepared_dir: str | os.PathLike[str], parts: str | Sequence[str], cache_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Every slice of every series in ``parts``, in series then slice order."""
+    """Every slice of every series in ``parts``, in series then slice order.
+
+    ``row`` and ``col`` of a slice item give the extent every slice is padded to: the largest
+    of these series. On the working grid CTs differ in size, and a batch holding slices of two
+    of them can only be stacked at one size.
+    """
     prepared = require_prepared(prepared_dir)
     volumes = CropCache(cache_dir or prepared / "cache")
-    items = []
-    for uid in split_series(prepared, parts):
-        depth = volumes.read_volume(uid)[0].shape[0]
-        items += [_item(uid, "slice", k) for k in range(depth)]
-    return items
+    shapes = {uid: volumes.read_volume(uid)[0].shape for uid in split_series(prepared, parts)}
+    rows = max((shape[1] for shape in shapes.values()), default=0)
+    cols = max((shape[2] for shape in shapes.values()), default=0)
+    return [_item(uid, "slice", k, rows, cols) for uid, shape in shapes.items() for k in range(shape[0])]
 
 
 def nodule_list(

@@ -58,9 +58,10 @@ class LoadSliceWindowd(MapTransform, Randomizable):
         uid = str(d["series_uid"])
         volume, _ = self.volumes.read_volume(uid)
         labels = self.labels.read_labels(uid)
-        if d["kind"] == "slice":
+        if d["kind"] == "slice":  # the whole slice, padded to the evaluation's common extent
             index = int(d["slice"])
-            size = tuple(-(-s // self.divisible) * self.divisible for s in volume.shape[1:])
+            extent = (max(int(d["row"]), volume.shape[1]), max(int(d["col"]), volume.shape[2]))
+            size = tuple(-(-s // self.divisible) * self.divisible for s in extent)
             row0 = col0 = 0
         else:
             index, row, col = self._place(d, volume.shape)

@@ -110,3 +110,22 @@ def test_validation_items_are_whole_slices_padded_to_the_unet_grid(seg_dataset: 
     batch = next(iter(parser.get_parsed_content("validate#dataloader")))
     assert batch["image"].shape[1:] == (7, 48, 48) and batch["label"].shape[1:] == (1, 48, 48)
     assert torch.all(batch["image"][:, :, 40:] == -1.0)  # padding is air
+
+
+def test_whole_slices_of_ct_of_two_sizes_stack_into_one_batch() -> None:
+    # On the working grid CTs differ in size; an evaluation batch may hold slices of two of them.
+    from types import SimpleNamespace
+
+    from monai.data import list_data_collate
+
+    from lungmonai.segmentation.transforms import LoadSliceWindowd
+
+    shapes = {"a": (5, 30, 41), "b": (5, 37, 33)}
+    volumes = SimpleNamespace(read_volume=lambda uid: (np.full(shapes[uid], -800, np.int16), None))
+    labels = SimpleNamespace(volumes=volumes, read_labels=lambda uid: np.zeros(shapes[uid], np.uint8))
+    load = LoadSliceWindowd(labels, context=1, divisible=8)
+    items = [{"series_uid": uid, "kind": "slice", "slice": 2, "row": 37, "col": 41} for uid in shapes]
+
+    batch = list_data_collate([load(item) for item in items])
+
+    assert tuple(batch["image"].shape) == (2, 3, 40, 48) and tuple(batch["label"].shape) == (2, 1, 40, 48)
