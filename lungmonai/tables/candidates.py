@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lungmonai.cache.atomic import atomic_write_csv
+from lungmonai.io.extent import Extent, inside
 
 COLUMNS: tuple[str, ...] = (
     "series_uid",
@@ -143,6 +144,35 @@ def order_and_number(table: pd.DataFrame) -> pd.DataFrame:
     return table[list(COLUMNS)]
 
 
+def rows_outside(frame: pd.DataFrame, extents: Mapping[str, Extent]) -> np.ndarray:
+    """(N,) bool: rows of a LUNA CSV whose centre lies outside their series' CT.
+
+    Series without an extent (not on disk, or a header that cannot be read, which the cache
+    build reports on its own) are not judged here.
+    """
+    outside = np.zeros(len(frame), dtype=bool)
+    uids = frame["seriesuid"].astype(str).to_numpy()
+    xyz = frame[_XYZ].to_numpy(dtype=np.float64)
+    for uid in set(uids) & set(extents):
+        rows = np.flatnonzero(uids == uid)
+        outside[rows] = ~inside(xyz[rows], extents[uid])
+    return outside
+
+
+def describe_outside(path: Path, frame: pd.DataFrame, outside: np.ndarray, extents: Mapping[str, Extent],
+                     what: str = "centre") -> list[str]:
+    """One line per row outside: the file, the CSV line (header is line 1), the series, the centre
+    and the CT's extent, so a person can find and fix the row."""
+    lines = []
+    for position in np.flatnonzero(outside):
+        row = frame.iloc[position]
+        uid = str(row["seriesuid"])
+        xyz = ", ".join(f"{float(row[c]):.1f}" for c in _XYZ)
+        lines.append(f"{path}: line {int(frame.index[position]) + 2}: series {uid}: {what} ({xyz}) mm "
+                     f"lies outside its CT ({extents[uid].describe()})")
+    return lines
+
+
 def _rows(source: pd.DataFrame, *, is_nodule: bool, is_malignant: Any, diameter_mm: Any) -> pd.DataFrame:
     """Table rows for the LUNA CSV rows ``source``; positives carry an annotation, negatives do not."""
     return pd.DataFrame(
@@ -164,11 +194,16 @@ def build_candidate_table(
     series_on_disk: Mapping[str, Any] | Collection[str],
     *,
     candidates_file: str | os.PathLike[str] | None = None,
+    extents: Mapping[str, Extent] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Build the table from the dataset's CSVs, keeping only series in ``series_on_disk``.
 
     ``series_on_disk`` is typically ``lungmonai.io.find_series(dataset_dir)``.
     Returns the table and a summary of counts (including what was dropped and why).
+
+    ``extents`` (series -> :class:`~lungmonai.io.extent.Extent`) judges the centres: an
+    annotation outside its CT is an error (a nodule label that points at nothing), a class-0
+    candidate outside is dropped and listed in the summary (it would train on an all-air crop).
     """
     dataset_dir = Path(dataset_dir)
     cand_path = Path(candidates_file) if candidates_file is not None else find_candidates_file(dataset_dir)
@@ -190,6 +225,15 @@ def build_candidate_table(
     if classes.isna().any() or not classes.isin([0, 1]).all():
         raise CandidateTableError(f"{cand_path}: column 'class' must hold only 0 or 1")
     negatives = candidates[classes.to_numpy() == 0]
+    outside_lines: list[str] = []
+    if extents is not None:
+        ann_outside = rows_outside(annotations, extents)
+        if ann_outside.any():
+            first = describe_outside(ann_path, annotations, ann_outside, extents, "annotation centre")[0]
+            raise CandidateTableError(f"{first} ({int(ann_outside.sum())} annotation(s) outside their CT)")
+        neg_outside = rows_outside(negatives, extents)
+        outside_lines = describe_outside(cand_path, negatives, neg_outside, extents, "candidate centre")
+        negatives = negatives[~neg_outside]
 
     positives_frame = _rows(annotations, is_nodule=True, is_malignant=is_malignant,
                             diameter_mm=annotations["diameter_mm"].to_numpy(np.float64))
@@ -224,6 +268,8 @@ def build_candidate_table(
         "negatives": int((~table["is_nodule"]).sum()),
         "malignant": int(table["is_malignant"].sum()),
         "annotations_without_malignancy_match": malignancy_unmatched,
+        "rows_dropped_outside_ct": len(outside_lines),
+        "rows_dropped_outside_ct_lines": outside_lines,
     }
     return table, summary
 

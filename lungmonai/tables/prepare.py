@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from lungmonai.cache.atomic import atomic_write_json
 from lungmonai.cache.build import BuildReport, build_cache
 from lungmonai.cache.crops import grid_json
+from lungmonai.io.errors import CTReadError
+from lungmonai.io.extent import Extent, read_extent
 from lungmonai.tables.candidates import build_candidate_table, load_candidate_table, save_candidate_table
 from lungmonai.tables.splits import load_split, make_split, save_split, split_counts
 
@@ -30,6 +32,18 @@ def _grid(grid_spacing_xyz: Sequence[float] | None | str) -> Sequence[float] | N
     from lungmonai.config import contract, find_bundles
 
     return contract(find_bundles())["grid_spacing_xyz"]
+
+
+def series_extents(series_paths: Mapping[str, Path]) -> dict[str, Extent]:
+    """Each series' extent from its header, to judge the CSVs' centres before anything is cropped.
+    A series whose header cannot be read is left out: the cache build names it as failed."""
+    extents = {}
+    for uid, path in series_paths.items():
+        try:
+            extents[uid] = read_extent(path)
+        except CTReadError:
+            continue
+    return extents
 
 
 def default_prepared_dir(dataset_dir: str | os.PathLike[str]) -> Path:
@@ -92,7 +106,7 @@ def prepare_dataset(
                          f"(its {TABLE_FILE} would be overwritten); use {default_prepared_dir(dataset_dir)}")
     out.mkdir(parents=True, exist_ok=True)
     series_paths = find_series(dataset_dir)
-    table, table_summary = build_candidate_table(dataset_dir, series_paths)
+    table, table_summary = build_candidate_table(dataset_dir, series_paths, extents=series_extents(series_paths))
     save_candidate_table(table, out / TABLE_FILE)
 
     split_path = out / SPLIT_FILE
@@ -141,6 +155,10 @@ def format_summary(summary: dict[str, Any]) -> str:
             for name, c in summary["split"]["sets"].items()
         ),
     ]
+    outside = t.get("rows_dropped_outside_ct_lines", [])
+    if outside:
+        lines.append(f"WARNING: {len(outside)} candidate row(s) lie outside their CT, dropped from training:")
+        lines.extend(f"  {line}" for line in outside)
     if summary["split"]["series_on_disk_not_in_split"]:
         lines.append(f"WARNING: {summary['split']['series_on_disk_not_in_split']} series on disk are not in the kept split (use --new_split to re-deal)")
     if "cache" in summary:

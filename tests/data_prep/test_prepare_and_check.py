@@ -166,3 +166,25 @@ def test_an_out_that_is_a_file_is_one_line(dataset):
     done = run("prepare_luna.py", "--dataset_dir", str(dataset.root), "--out", str(taken), "--no_cache")
     _one_error_line(done, "prepare_luna.py", taken)
     assert taken.read_text() == "mine"
+
+
+def _append_row(csv: Path, row: str) -> int:
+    """Append ``row`` to ``csv``; returns its line number (the header is line 1)."""
+    text = csv.read_text()
+    csv.write_text(text + row + "\n")
+    return len(text.splitlines()) + 1
+
+
+def test_prepare_drops_a_candidate_outside_its_ct_and_refuses_such_an_annotation(dataset):
+    root, uid = dataset.root, dataset.series_uids[1]
+    line = _append_row(root / "candidates.csv", f"{uid},5000.0,0.0,0.0,0")
+    done = run("prepare_luna.py", "--dataset_dir", str(root), "--no_cache")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{root / 'candidates.csv'}: line {line}: series {uid}: candidate centre (5000.0, 0.0, 0.0) mm lies outside" in done.stdout
+    table = load_candidate_table(root / "prepared" / "candidates.csv")
+    assert not (table["center_x"] == 5000.0).any()
+
+    line = _append_row(root / "annotations.csv", f"{uid},0.0,0.0,-5000.0,6.0")
+    done = run("prepare_luna.py", "--dataset_dir", str(root), "--no_cache")
+    error = _one_error_line(done, "prepare_luna.py", root / "annotations.csv")
+    assert f"line {line}: series {uid}: annotation centre" in error

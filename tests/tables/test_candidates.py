@@ -130,3 +130,35 @@ def test_real_luna16_annotations(tmp_path):
     # every malignancy row finds its annotation; only annotations absent from that file stay unmatched
     assert summary["malignant"] == int(malignancy.mal_bool.sum())
     assert summary["annotations_without_malignancy_match"] == 1186 - len(malignancy)
+
+
+def _extents(data):
+    from lungmonai.tables.prepare import series_extents
+
+    return series_extents(find_series(data.root))
+
+
+def test_a_candidate_outside_its_ct_is_dropped_and_named_with_file_line_and_series(tmp_path):
+    data = write_luna_dataset(tmp_path / "luna")
+    path = data.root / "candidates.csv"
+    frame = pd.read_csv(path, dtype={"seriesuid": str})
+    uid = data.series_uids[1]
+    frame.loc[len(frame)] = [uid, 5000.0, 0.0, 0.0, 0]  # 5 m from the CT
+    frame.to_csv(path, index=False)
+    before, _ = build_candidate_table(data.root, find_series(data.root))
+    table, summary = build_candidate_table(data.root, find_series(data.root), extents=_extents(data))
+    assert len(table) == len(before) - 1 and not (table["center_x"] == 5000.0).any()
+    assert summary["rows_dropped_outside_ct"] == 1
+    (line,) = summary["rows_dropped_outside_ct_lines"]
+    assert line.startswith(f"{path}: line {len(frame) + 1}: series {uid}: candidate centre (5000.0, 0.0, 0.0) mm lies outside")
+
+
+def test_an_annotation_outside_its_ct_is_an_error_naming_file_line_and_series(tmp_path):
+    data = write_luna_dataset(tmp_path / "luna")
+    path = data.root / "annotations.csv"
+    frame = pd.read_csv(path, dtype={"seriesuid": str})
+    uid = data.series_uids[0]
+    frame.loc[1, ["coordX", "coordY", "coordZ"]] = [0.0, 0.0, 900.0]
+    frame.to_csv(path, index=False)
+    with pytest.raises(CandidateTableError, match=rf"^{path}: line 3: series {uid}: annotation centre \(0.0, 0.0, 900.0\) mm lies outside its CT"):
+        build_candidate_table(data.root, find_series(data.root), extents=_extents(data))
