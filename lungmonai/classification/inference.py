@@ -14,6 +14,7 @@ from torch import nn
 from lungmonai.cache.atomic import atomic_write_csv
 from lungmonai.inference.autocast import autocast_context
 from lungmonai.io import read_ct
+from lungmonai.io.extent import Extent, inside
 from lungmonai.io.grid import to_grid
 from lungmonai.io.orient import to_lps
 from lungmonai.io.volume import CTVolume
@@ -107,6 +108,19 @@ def class1_probability(logits: torch.Tensor) -> np.ndarray:
     return torch.softmax(logits.float(), dim=1)[:, 1].numpy()
 
 
+def check_centers_inside(frame: pd.DataFrame, extent: Extent, candidates_csv: str | Path, ct_path: str | Path) -> None:
+    """Refuse centres outside the CT, naming the CSV's line: a crop there is padding only, and a
+    score for it would be a confident-looking number about a point that is not in the scan."""
+    centers = frame[["center_x", "center_y", "center_z"]].to_numpy(dtype=np.float64)
+    outside = np.flatnonzero(~inside(centers, extent))
+    if not len(outside):
+        return
+    first = outside[0]
+    xyz = ", ".join(f"{v:.1f}" for v in centers[first])
+    raise ValueError(f"{candidates_csv}: line {int(frame.index[first]) + 2}: centre ({xyz}) mm lies outside "
+                     f"the CT {ct_path} ({extent.describe()}); {len(outside)} row(s) outside")
+
+
 def score_candidates_file(
     ct_path: str | Path,
     candidates_csv: str | Path,
@@ -121,15 +135,19 @@ def score_candidates_file(
     """Read a CT and its candidate centres, write them back with ``column`` = P(class 1), atomically.
     The crops are cut on the working grid ``grid_spacing_xyz`` (None: the CT's own voxels).
 
-    Rows of the CSV that name another series (a LUNA16-style file covering many CTs) are skipped.
+    Rows of the CSV that name another series (a LUNA16-style file covering many CTs) are skipped;
+    a centre of this series outside the CT is a ``ValueError`` naming the CSV and its line.
     """
     frame = read_centers(candidates_csv)  # before the CT: a missing CSV is found in a millisecond
-    ct = to_grid(to_lps(read_ct(ct_path)), grid_spacing_xyz)  # the layout and grid the network was trained on; centres stay in patient mm
+    native = read_ct(ct_path)
+    extent = Extent.of(native)  # the scan's own voxels: the grid's box rounds to whole grid voxels
+    ct = to_grid(to_lps(native), grid_spacing_xyz)  # the layout and grid the network was trained on; centres stay in patient mm
     if "seriesuid" in frame.columns:
         frame = frame[frame["seriesuid"].astype(str) == ct.series_uid]
         if frame.empty:  # a CT without nodules in an annotations file, or the wrong file: say which
             logger.warning("%s: no row names series %r (the CT %s): the output has no rows",
                            candidates_csv, ct.series_uid, ct_path)
+    check_centers_inside(frame, extent, candidates_csv, ct_path)
     centers = frame[["center_x", "center_y", "center_z"]].to_numpy(dtype=np.float64)
     out = frame.copy()
     if "seriesuid" not in out.columns:

@@ -142,3 +142,18 @@ def test_add_flips_completes_the_unflipped_pass_to_the_eight_flip_average(datase
     others = predict_logits(network, images, flips=OTHER_FLIPS)
     torch.testing.assert_close(complete_flip_average(plain, others), full, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(plain, full, atol=1e-4)
+
+
+def test_a_centre_outside_the_ct_is_an_error_naming_the_csv_and_its_line(dataset, tmp_path):
+    uid = dataset.series_uids[0]
+    source = pd.read_csv(dataset.root / "candidates.csv", dtype={"seriesuid": str})
+    source.loc[len(source)] = [uid, 5000.0, 0.0, 0.0, 0]  # 5 m outside the CT
+    csv = tmp_path / "candidates.csv"
+    source.to_csv(csv, index=False)
+    out_csv = tmp_path / "scored.csv"
+    with pytest.raises(ValueError, match=rf"^{csv}: line {len(source) + 1}: centre \(5000.0, 0.0, 0.0\) mm lies outside the CT"):
+        score_candidates_file(dataset.series[uid], csv, out_csv, _network(), _transform())
+    assert not out_csv.exists()
+    # the same row for another series is not this CT's business
+    score_candidates_file(dataset.series[dataset.series_uids[1]], csv, out_csv, _network(), _transform())
+    assert out_csv.is_file()
