@@ -2,11 +2,18 @@
 
 Downloads of LUNA16 (ten ~12 GB zips) are often incomplete: a subset only half unpacked, a
 ``.raw`` cut short, CSVs naming series that are not there. Each of those otherwise fails hours
-into a cache build; here they are found in seconds by reading headers and file sizes only.
+into a cache build. The quick check finds them in seconds from headers and file sizes only.
+
+The full check (the default) also finds what preparation or analysis would fail on later, or
+worse accept silently: it reads every CT's voxels (NaN or out-of-range values, a corrupt
+``.zraw``), parses the CSVs as preparation does (text in a coordinate column, a missing
+column), counts each line's fields (an extra field on the first row silently shifts every
+column), and checks that every centre lies inside its CT.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +23,25 @@ import numpy as np
 import pandas as pd
 
 from lungmonai.io.errors import CTReadError
+from lungmonai.io.extent import Extent
 from lungmonai.io.metaimage import parse_header
+from lungmonai.io.reader import read_ct
 from lungmonai.progress import progress
-from lungmonai.tables.candidates import ANNOTATION_FILE, CANDIDATE_FILES, MALIGNANCY_FILE
+from lungmonai.tables.candidates import (
+    ANNOTATION_COLUMNS,
+    ANNOTATION_FILE,
+    CANDIDATE_COLUMNS,
+    CANDIDATE_FILES,
+    MALIGNANCY_COLUMNS,
+    MALIGNANCY_FILE,
+    CandidateTableError,
+    describe_outside,
+    parse_bool_column,
+    read_luna_csv,
+    rows_outside,
+)
+
+_EXAMPLES = 3  # problems of one kind in one file: the first few lines, then a count
 
 DATA_SUFFIXES = (".raw", ".zraw")
 
@@ -88,6 +111,61 @@ def check_mhd(path: Path) -> str | None:
     return None
 
 
+def check_voxels(path: Path) -> tuple[str | None, Extent | None]:
+    """Read the CT as the cache build will: a problem (NaN or out-of-range voxels, corrupt
+    compressed data) or None, and the CT's extent when it could be read."""
+    try:
+        return None, Extent.of(read_ct(path))
+    except CTReadError as exc:
+        return f"unreadable CT: {exc}", None
+
+
+def check_field_counts(path: Path) -> list[str]:
+    """Lines whose number of fields differs from the header's. pandas fails on most of them, but
+    an extra field on the first data line makes it take the first column as the index and shift
+    every value one column left, silently."""
+    problems = []
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            rows = csv.reader(handle)
+            header = next(rows, [])
+            bad = [(rows.line_num, len(r)) for r in rows if r and len(r) != len(header)]
+    except (OSError, csv.Error) as exc:
+        return [f"{path}: cannot read CSV: {exc}"]
+    if bad:
+        examples = ", ".join(f"line {line} has {n}" for line, n in bad[:_EXAMPLES])
+        problems.append(f"{path}: {len(bad)} line(s) with a field count other than the header's {len(header)} ({examples})")
+    return problems
+
+
+def _required_columns(path: Path) -> list[str]:
+    if path.name == ANNOTATION_FILE:
+        return ANNOTATION_COLUMNS
+    if path.name == MALIGNANCY_FILE:
+        return MALIGNANCY_COLUMNS
+    return CANDIDATE_COLUMNS
+
+
+def check_csv_content(path: Path, extents: dict[str, Extent]) -> list[str]:
+    """What preparation would refuse in ``path`` (unparsable values, missing columns, a class or
+    malignancy flag that is not a boolean), and every centre outside its CT."""
+    problems = check_field_counts(path)
+    try:
+        frame = read_luna_csv(path, _required_columns(path))
+        if "class" in frame.columns and path.name != MALIGNANCY_FILE:
+            classes = pd.to_numeric(frame["class"], errors="coerce")
+            if classes.isna().any() or not classes.isin([0, 1]).all():
+                raise CandidateTableError(f"{path}: column 'class' must hold only 0 or 1")
+        if path.name == MALIGNANCY_FILE:
+            parse_bool_column(frame["mal_bool"], path, "mal_bool")
+    except CandidateTableError as exc:
+        return [*problems, str(exc)]
+    lines = describe_outside(path, frame, rows_outside(frame, extents), extents)
+    if len(lines) > _EXAMPLES:
+        lines = [*lines[:_EXAMPLES], f"{path}: {len(lines) - _EXAMPLES} more row(s) with a centre outside their CT"]
+    return [*problems, *lines]
+
+
 def _read_csv_series(path: Path) -> pd.Series | None:
     try:
         frame = pd.read_csv(path, usecols=["seriesuid"], dtype={"seriesuid": str})
@@ -97,12 +175,18 @@ def _read_csv_series(path: Path) -> pd.Series | None:
 
 
 def check_dataset(
-    dataset_dir: str | os.PathLike[str], *, allow_missing_series: bool = False, show_progress: bool = True
+    dataset_dir: str | os.PathLike[str],
+    *,
+    allow_missing_series: bool = False,
+    show_progress: bool = True,
+    quick: bool = False,
 ) -> DatasetReport:
     """Count files and rows and list every missing or broken file (see :class:`DatasetReport`).
 
     ``allow_missing_series`` turns CSV rows naming series that are not on disk into warnings,
     for a deliberately partial download (e.g. subset0 only); the candidate table drops them.
+    ``quick`` checks headers, file sizes and series names only; the full check also reads every
+    CT and the CSVs' values (see the module's docstring).
     """
     root = Path(dataset_dir)
     report = DatasetReport(dataset_dir=root)
@@ -134,8 +218,14 @@ def check_dataset(
             elif p.suffix.lower() in DATA_SUFFIXES and p.stem not in stems:
                 report.warnings.append(f"{p}: data file without a .mhd header")
     report.series = len(series)
-    for path in progress(mhds, desc="checking headers", unit="file", disable=None if show_progress else True):
+    extents: dict[str, Extent] = {}
+    desc = "checking headers" if quick else "reading CTs"
+    for path in progress(mhds, desc=desc, unit="file", disable=None if show_progress else True):
         problem = check_mhd(path)
+        if problem is None and not quick:
+            problem, extent = check_voxels(path)
+            if extent is not None:
+                extents[path.stem] = extent
         if problem:
             report.problems.append(problem)
 
@@ -163,6 +253,8 @@ def check_dataset(
             (report.warnings if allow_missing_series else report.problems).append(
                 f"{path}: {len(missing)} row(s) name {missing.nunique()} series not on disk (e.g. {examples})"
             )
+        if not quick:
+            report.problems.extend(check_csv_content(path, extents))
         if path in cand_files[:1]:
             report.candidates = len(uids)
         if path.name == ANNOTATION_FILE:

@@ -188,3 +188,65 @@ def test_prepare_drops_a_candidate_outside_its_ct_and_refuses_such_an_annotation
     done = run("prepare_luna.py", "--dataset_dir", str(root), "--no_cache")
     error = _one_error_line(done, "prepare_luna.py", root / "annotations.csv")
     assert f"line {line}: series {uid}: annotation centre" in error
+
+
+def _edit_csv_line(csv: Path, line: int, edit) -> None:
+    """Replace CSV line ``line`` (the header is 1) by ``edit(fields)``."""
+    lines = csv.read_text().splitlines()
+    lines[line - 1] = ",".join(edit(lines[line - 1].split(",")))
+    csv.write_text("\n".join(lines) + "\n")
+
+
+def _text_in_coord_x(data):
+    _edit_csv_line(data.root / "candidates.csv", 2, lambda f: [f[0], "left", *f[2:]])
+    return f"{data.root / 'candidates.csv'}: column 'coordX' has 1 value(s) that are not numbers (line 2: 'left')"
+
+
+def _extra_field_on_the_first_row(data):  # pandas takes the uid column as the index: everything shifts
+    _edit_csv_line(data.root / "annotations.csv", 2, lambda f: [*f, "7"])
+    return f"{data.root / 'annotations.csv'}: 1 line(s) with a field count other than the header's 5 (line 2 has 6)"
+
+
+def _missing_field(data):
+    _edit_csv_line(data.root / "candidates.csv", 3, lambda f: f[:-1])
+    return f"{data.root / 'candidates.csv'}: 1 line(s) with a field count other than the header's 5 (line 3 has 4)"
+
+
+def _centre_outside(data):
+    uid = data.series_uids[2]
+    _edit_csv_line(data.root / "annotations.csv", 4, lambda f: [uid, "0.0", "0.0", "5000.0", f[4]])
+    return f"{data.root / 'annotations.csv'}: line 4: series {uid}: centre (0.0, 0.0, 5000.0) mm lies outside its CT"
+
+
+def _overflowing_header(data):
+    mhd = data.series[data.series_uids[1]]
+    text = mhd.read_text().splitlines()
+    mhd.write_text("\n".join("DimSize = 4294967296 4294967296 2" if l.startswith("DimSize") else l for l in text) + "\n")
+    return f"unreadable header: {mhd}: DimSize"
+
+
+def _nan_voxels(data):
+    import SimpleITK as sitk
+
+    mhd = data.series[data.series_uids[3]]
+    image = sitk.ReadImage(str(mhd))
+    voxels = sitk.GetArrayFromImage(image).astype("float32")
+    voxels[1, 2, 3] = float("nan")
+    nan_image = sitk.GetImageFromArray(voxels)
+    nan_image.CopyInformation(image)
+    sitk.WriteImage(nan_image, str(mhd))
+    return f"unreadable CT: {mhd}: 1 voxel(s) are NaN or inf"
+
+
+@pytest.mark.parametrize("breakage, quick_finds_it", [
+    (_text_in_coord_x, False), (_extra_field_on_the_first_row, False), (_missing_field, False),
+    (_centre_outside, False), (_overflowing_header, True), (_nan_voxels, False),
+])
+def test_the_full_check_finds_what_preparation_would_fail_on_or_accept(dataset, breakage, quick_finds_it):
+    problem = breakage(dataset)
+    full = run("check_dataset.py", "--dataset_dir", str(dataset.root))
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stdout + full.stderr
+    assert f"PROBLEM: {problem}" in full.stdout, full.stdout
+    quick = run("check_dataset.py", "--dataset_dir", str(dataset.root), "--quick")
+    assert (problem in quick.stdout) == quick_finds_it, quick.stdout  # --quick reads headers only
+    assert quick.returncode == 1 or not quick_finds_it
