@@ -55,6 +55,11 @@ def read_luna_csv(path: Path, required: list[str]) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype={"seriesuid": str, "series_uid": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise CandidateTableError(f"{path}: cannot read CSV: {exc}") from exc
+    if not isinstance(frame.index, pd.RangeIndex):
+        # Rows with one field more than the header make pandas take the first column as the
+        # index and shift every value one column left: series uids read as x coordinates.
+        raise CandidateTableError(f"{path}: data rows have {len(frame.columns) + 1} fields, the header "
+                                  f"{len(frame.columns)} (line 2 onwards); every row needs the header's fields")
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise CandidateTableError(

@@ -96,6 +96,15 @@ def test_a_typo_or_a_blank_uid_is_named_with_its_file_column_and_line(tmp_path):
         build_candidate_table(tmp_path, list(data.series)[:1])  # a partial download: before, a TypeError
 
 
+def test_rows_with_an_extra_field_are_refused_not_shifted(tmp_path):
+    # pandas would take the uid column as the index and read every value one column left.
+    data = write_luna_dataset(tmp_path, n_series=2)
+    lines = (tmp_path / "annotations.csv").read_text().splitlines()
+    (tmp_path / "annotations.csv").write_text("\n".join([lines[0], *(line + ",1" for line in lines[1:])]) + "\n")
+    with pytest.raises(CandidateTableError, match=r"annotations\.csv: data rows have 6 fields, the header 5"):
+        build_candidate_table(tmp_path, data.series)
+
+
 def test_save_load_round_trip_and_validation(tiny, tmp_path):
     table, _ = build_candidate_table(tiny.root, find_series(tiny.root))
     path = save_candidate_table(table, tmp_path / "candidates.csv")
