@@ -60,12 +60,14 @@ def training_handlers(
     summary_writer: Any = None,
     is_main_process: bool = True,
     progress_bars: Any = True,
+    validation: Sequence[Any] = (),
 ) -> list[Any]:
     """The trainer's handlers.
 
     ``state`` names everything the resumable checkpoint at ``checkpoint_path`` saves and restores
-    (network, optimizer, schedule, counters), to which it adds the best-model score of
-    ``validator``'s ``CheckpointSaver``; ``state``'s handlers that are not torch objects (samples
+    (network, optimizer, schedule, counters), to which it adds the best-model score of the
+    ``CheckpointSaver`` among ``validation`` (the evaluator's handlers, from
+    :func:`validation_handlers`); ``state``'s handlers that are not torch objects (samples
     seen, unfreezing) are attached too, before validation. ``figures`` are the stage's own
     drawing handlers, run on the main process only.
     """
@@ -78,7 +80,10 @@ def training_handlers(
         handlers.append(LrScheduleHandler(lr_scheduler=lr_scheduler, epoch_level=False, print_lr=False))
     handlers += stateful
     handlers.append(ValidationHandler(validator=validator, epoch_level=True, interval=1))
-    objects = {**state, BEST_MODEL: BestModelScore(validator)}  # a resumed run keeps the better model.pt
+    objects = dict(state)
+    savers = [h for h in validation if isinstance(h, CheckpointSaver) and h._key_metric_checkpoint is not None]
+    if savers:  # a resumed run keeps the better model.pt
+        objects[BEST_MODEL] = BestModelScore(savers[0])
     handlers.append(ResumableCheckpoint(path=checkpoint_path, objects=objects, resume=flag(resume)))
     handlers += reporting
     if is_main_process:

@@ -72,21 +72,6 @@ def _apply_current_lr(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
     scheduler._last_lr = lrs
 
 
-def best_model_checkpoint(validator: Any) -> Checkpoint | None:
-    """The best-model ``CheckpointSaver``'s ignite ``Checkpoint`` attached to ``validator``, if any.
-
-    The saver is built by the validation handler list and attached to the evaluator before the
-    trainer's handlers exist; looking it up on the engine lets the trainer's resumable checkpoint
-    carry its score without every bundle config passing the saver around.
-    """
-    for entries in getattr(validator, "_event_handlers", {}).values():
-        for handler, *_ in entries:
-            owner = getattr(getattr(handler, "__wrapped__", handler), "__self__", None)
-            if isinstance(owner, CheckpointSaver) and owner._key_metric_checkpoint is not None:
-                return owner._key_metric_checkpoint
-    return None
-
-
 class BestModelScore:
     """The best model's score (and file) as resumable state, so a resumed run keeps the best model.
 
@@ -95,18 +80,15 @@ class BestModelScore:
     load an entry whose file is gone is dropped, so that the next epoch writes a model again.
     """
 
-    def __init__(self, validator: Any) -> None:
-        self.validator = validator
+    def __init__(self, saver: CheckpointSaver) -> None:
+        # The saver's ignite Checkpoint holds the scores; MONAI makes it when the saver is built.
+        self.checkpoint: Checkpoint = saver._key_metric_checkpoint
 
     def state_dict(self) -> dict[str, list[list[Any]]]:
-        checkpoint = best_model_checkpoint(self.validator)
-        saved = [] if checkpoint is None else checkpoint._saved
-        return {"saved": [[float(priority), str(filename)] for priority, filename in saved]}
+        return {"saved": [[float(priority), str(filename)] for priority, filename in self.checkpoint._saved]}
 
     def load_state_dict(self, state: dict[str, list[list[Any]]]) -> None:
-        checkpoint = best_model_checkpoint(self.validator)
-        if checkpoint is None:
-            return
+        checkpoint = self.checkpoint
         kept = [(float(priority), str(filename)) for priority, filename in state.get("saved", [])
                 if self._written(checkpoint, str(filename))]
         checkpoint.load_state_dict({"_saved": kept})

@@ -38,6 +38,7 @@ def test_training_writes_best_and_last_checkpoints_and_tensorboard(trained: Path
     assert "head.weight" in best  # a plain state_dict, loadable into LunaModel
     last = torch.load(trained / "models/last.pt", map_location="cpu", weights_only=True)
     assert {"network", "optimizer", "lr_scheduler", "samples_seen", "trainer"} <= set(last)
+    assert len(last["best_model"]["saved"]) == 1  # the config links the best-model score into the resumable state
     assert last["trainer"]["iteration"] == last["trainer"]["epoch_length"] == 4  # one epoch of 32 / 8
     assert last["samples_seen"]["count"] == 32
     events = list((trained / "runs").glob("events.out.tfevents.*"))

@@ -70,6 +70,7 @@ def test_finetuning_unfreezes_block4_in_epoch_two(trained: Path, classifier: Pat
     last = torch.load(trained / "models/last.pt", map_location="cpu", weights_only=True)
     assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"] and last["samples_seen"]["count"] == 32
     assert last["unfreezing"] == {"depth": 2}
+    assert len(last["best_model"]["saved"]) == 1  # the config links the best-model score into the resumable state
     lrs = {g["block"]: g["lr"] for g in last["optimizer"]["param_groups"]}  # AdamW: 2 groups a block (decay or not)
     assert list(lrs) == ["head", "block4"] and list(lrs.values()) == pytest.approx([1e-3, 5e-4])
     best = torch.load(trained / "models/model.pt", map_location="cpu", weights_only=True)

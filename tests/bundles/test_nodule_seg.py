@@ -37,6 +37,7 @@ def test_training_writes_checkpoints_labels_and_tensorboard(trained: Path, tiny_
     assert any(k.endswith("weight") for k in best)  # a plain state_dict of the U-Net
     last = torch.load(trained / "models/last.pt", map_location="cpu", weights_only=True)
     assert {"network", "optimizer", "samples_seen", "trainer"} <= set(last)
+    assert len(last["best_model"]["saved"]) == 1  # the config links the best-model score into the resumable state
     assert last["trainer"]["iteration"] == 4 and last["samples_seen"]["count"] == 32
     assert list((trained / "runs").glob("events.out.tfevents.*"))
     entries = list((tiny_prepared / "prepared/seg_labels/annotations").glob("*/entry.json"))

@@ -28,7 +28,8 @@ def test_training_handlers_keep_the_order_the_bundles_rely_on(tmp_path) -> None:
 
     handlers = training_handlers(validator=None, checkpoint_path=tmp_path / "last.pt", lr_scheduler=scheduler,
                                  state={"network": net, "optimizer": optimizer, "lr_scheduler": scheduler, "samples_seen": seen},
-                                 figures=[figure], resume="false", summary_writer=writer, progress_bars="true")
+                                 figures=[figure], resume="false", summary_writer=writer, progress_bars="true",
+                                 validation=validation_handlers(ckpt_dir=tmp_path, network=net, progress_bars=False))
 
     kinds = [type(h) for h in handlers]
     # Schedule first; counters before validation (its figures plot against samples seen); the
@@ -82,16 +83,16 @@ def _run(tmp_path, epochs: int, scores, resume: bool) -> torch.nn.Module:
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     items = [{"image": torch.randn(3), "label": torch.tensor(i % 2)} for i in range(4)]
     loader = DataLoader(items, batch_size=2)
+    validation = validation_handlers(ckpt_dir=tmp_path, network=net, progress_bars=False)
     evaluator = SupervisedEvaluator(
         device=torch.device("cpu"), val_data_loader=loader, network=net, decollate=False,
-        key_val_metric={"score": _Scripted(scores)},
-        val_handlers=validation_handlers(ckpt_dir=tmp_path, network=net, progress_bars=False))
+        key_val_metric={"score": _Scripted(scores)}, val_handlers=validation)
     trainer = SupervisedTrainer(
         device=torch.device("cpu"), max_epochs=epochs, train_data_loader=loader, network=net, optimizer=optimizer,
         loss_function=torch.nn.CrossEntropyLoss(), decollate=False,
         train_handlers=training_handlers(validator=evaluator, checkpoint_path=tmp_path / "last.pt",
                                          state={"network": net, "optimizer": optimizer}, resume=resume,
-                                         progress_bars=False))
+                                         progress_bars=False, validation=validation))
     trainer.run()
     return net
 
