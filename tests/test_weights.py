@@ -6,14 +6,7 @@ import pytest
 import torch
 
 from lungmonai.weights import UnsafeCheckpointError, check_plain, load_weights
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+from tests.helpers import CodePayload
 
 
 def test_plain_weights_load(tmp_path):
@@ -25,7 +18,7 @@ def test_plain_weights_load(tmp_path):
 
 def test_code_in_a_weights_file_does_not_run(tmp_path):
     path, marker = tmp_path / "model.pt", tmp_path / "payload-ran"
-    torch.save(_Payload(marker), path)
+    torch.save(CodePayload(marker), path)
     with pytest.raises(UnsafeCheckpointError, match=f"{path}: not a plain checkpoint"):
         load_weights(path)
     assert not marker.exists()
@@ -34,7 +27,7 @@ def test_code_in_a_weights_file_does_not_run(tmp_path):
 @pytest.mark.parametrize("loader", ["classification", "segmentation", "malignancy", "finetune"])
 def test_every_model_loader_refuses_code(tmp_path, loader):
     path, marker = tmp_path / "model.pt", tmp_path / "payload-ran"
-    torch.save({"model": _Payload(marker)}, path)
+    torch.save({"model": CodePayload(marker)}, path)
     with pytest.raises(UnsafeCheckpointError):
         if loader == "classification":
             from lungmonai.classification.inference import load_network

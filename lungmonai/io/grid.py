@@ -80,12 +80,8 @@ def grid_geometry(geometry: Geometry, spacing_xyz: Sequence[float]) -> Geometry:
 def to_grid(ct: CTVolume, spacing_xyz: Sequence[float] | None) -> CTVolume:
     """``ct`` on the working grid (linear interpolation of HU); ``ct`` itself when it already is
     or when ``spacing_xyz`` is None (the CT's own voxels, as the book analyses them)."""
-    if spacing_xyz is None or _same(ct.geometry.spacing_xyz, spacing_xyz):
-        return ct
-    target = grid_geometry(ct.geometry, spacing_xyz)
-    shape = grid_shape(ct.shape_irc, ct.geometry.spacing_irc, target.spacing_irc)
-    hu = resample_axes(ct.hu, target.spacing_irc / ct.geometry.spacing_irc, shape, order=1)
-    return CTVolume(hu, target, ct.source, ct.series_uid)
+    hu, geometry = array_to_grid(ct.hu, ct.geometry, spacing_xyz, order=1)
+    return ct if hu is ct.hu else CTVolume(hu, geometry, ct.source, ct.series_uid)
 
 
 def array_to_grid(array: np.ndarray, geometry: Geometry, spacing_xyz: Sequence[float] | None,

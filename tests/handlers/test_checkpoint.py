@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from lungmonai.handlers import SamplesSeen
 from lungmonai.handlers.checkpoint import ResumableCheckpoint, atomic_torch_save
 from lungmonai.optim import make_scheduler
+from tests.helpers import CodePayload
 
 N_ITEMS, BATCH = 12, 4
 STEPS = N_ITEMS // BATCH
@@ -215,21 +216,11 @@ def test_resume_with_more_epochs_stretches_the_schedule_to_the_new_length(tmp_pa
     assert all(b <= a + 1e-12 for a, b in zip(resumed, resumed[1:]))  # never climbing back up
 
 
-class _Payload:
-    """Unpickling this runs ``open(marker, "w")``: what a crafted checkpoint would do."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):
     from lungmonai.weights import UnsafeCheckpointError
 
     path, marker = tmp_path / "last.pt", tmp_path / "payload-ran"
-    torch.save({"network": _Payload(marker)}, path)
+    torch.save({"network": CodePayload(marker)}, path)
     trainer, *_ = _trainer(path, max_epochs=1, resume=True, seed=0)
     with pytest.raises(UnsafeCheckpointError, match="last.pt: not a plain checkpoint"):
         trainer.run()
