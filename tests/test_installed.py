@@ -68,4 +68,6 @@ def test_the_installed_package_analyzes_a_ct_from_another_directory(installed: P
                   elsewhere, env)
 
     report = json.loads((elsewhere / "reports" / f"{ct.stem}_report.json").read_text())
-    assert isinstance(report["nodules"], list), result.stdout
+    assert report["source"] == str(ct) and report["candidates"] > 0, result.stdout
+    assert report["settings"]["max_components"] == 20  # the flag over the installed contract's settings
+    assert (elsewhere / "reports" / f"{ct.stem}_submission.csv").is_file()
