@@ -38,6 +38,7 @@ this package's ``series_uid`` and ``center_x/y/z`` are accepted as aliases.
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -373,13 +374,48 @@ def froc_to_json(result: Mapping[str, Any], *, include_nodules: bool = True) -> 
     return jsonable(out)
 
 
-def froc_figure(result: Mapping[str, Any], *, title: str = "FROC", label: str | None = None):
-    """FROC curve on a log2 axis from 1/8 to 8 FPs/scan, bootstrap band when present."""
+def _wrap_title(text: str, width: int) -> str:
+    """Each line of ``text`` wrapped at ``width`` characters (long words broken too)."""
+    return "\n".join(
+        textwrap.fill(line, width, break_long_words=True, break_on_hyphens=False) or line for line in text.split("\n")
+    )
+
+
+def _fit_title(fig, ax, text: str) -> None:
+    """Set the axes title wrapped narrow enough that, after ``tight_layout``, it lies inside the figure."""
+    renderer = fig.canvas.get_renderer()
+    for width in (60, 50, 42, 35, 28, 22, 16):
+        ax.set_title(_wrap_title(text, width), fontsize=11)
+        fig.tight_layout()
+        box = ax.title.get_window_extent(renderer)
+        if box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y0 >= 0 and box.y1 <= fig.bbox.height:
+            return
+
+
+def _operating_point(point: tuple[float, float]) -> tuple[float, float]:
+    fps, sensitivity = (float(v) for v in point)
+    if not (math.isfinite(fps) and fps >= 0.0):
+        raise ValueError(f"operating point: FPs per scan must be finite and >= 0, got {point[0]!r}")
+    if not (math.isfinite(sensitivity) and 0.0 <= sensitivity <= 1.0):
+        raise ValueError(f"operating point: sensitivity must be in [0, 1], got {point[1]!r}")
+    return fps, sensitivity
+
+
+def froc_figure(result: Mapping[str, Any], *, title: str = "FROC", label: str | None = None,
+                operating_point: tuple[float, float] | None = None):
+    """FROC curve on a log2 axis from 1/8 to 8 FPs/scan, bootstrap band and mean when present.
+
+    ``operating_point``: (FPs per scan, sensitivity) of the thresholds in use, marked with a
+    star; one outside the axis (below 1/8 or above 8 FPs/scan) is drawn at its edge, its
+    legend entry giving the true value. Every line has a legend entry; the title, with the
+    nodule and scan counts on a line of their own, is wrapped to fit the figure.
+    """
     from lungmonai.plots import plt  # Agg backend, set there
 
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    point = None if operating_point is None else _operating_point(operating_point)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
     dense = 2.0 ** np.linspace(-3.0, 3.0, 601)
     sens = interp_froc(dense, result["curve_fps"], result["curve_sensitivity"])
     cpm = result["cpm"]
@@ -391,8 +427,14 @@ def froc_figure(result: Mapping[str, Any], *, title: str = "FROC", label: str | 
     if "band_fps" in result and np.all(np.isfinite(result["band_low"])):
         ax.fill_between(result["band_fps"], result["band_low"], result["band_high"], color="C0", alpha=0.15,
                         label=f"{int(100 * result['bootstrap']['confidence'])}% bootstrap band")
-        ax.plot(result["band_fps"], result["band_mean"], color="C0", ls="--", lw=1)
-    ax.plot(result["fps_per_scan"], result["sensitivities"], "o", color="C0", ms=4)
+        ax.plot(result["band_fps"], result["band_mean"], color="C0", ls="--", lw=1, label="bootstrap mean")
+    ax.plot(result["fps_per_scan"], result["sensitivities"], "o", color="C0", ms=4,
+            label="sensitivity at the 7 CPM points")
+    if point is not None:
+        fps, sensitivity = point
+        ax.plot([min(max(fps, FROC_FPS[0]), FROC_FPS[-1])], [sensitivity], marker="*", ms=13, ls="none",
+                color="C3", markeredgecolor="black", markeredgewidth=0.6, clip_on=False, zorder=5,
+                label=f"operating point: {fps:.3g} FPs/scan, sensitivity {sensitivity:.3f}")
     ax.set_xscale("log", base=2)
     ax.set_xlim(FROC_FPS[0], FROC_FPS[-1])
     ax.set_ylim(0.0, 1.0)
@@ -402,7 +444,8 @@ def froc_figure(result: Mapping[str, Any], *, title: str = "FROC", label: str | 
     ax.set_xlabel("Average number of false positives per scan")
     ax.set_ylabel("Sensitivity")
     ax.grid(True, which="major", alpha=0.4)
-    ax.set_title(f"{title} ({result['detected']}/{result['total_nodules']} nodules reached, {result['n_scans']} scans)")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    # Below the axes, where it hides no part of a curve.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize="small", frameon=False)
+    counts = f"{result['detected']}/{result['total_nodules']} nodules reached, {result['n_scans']} scans"
+    _fit_title(fig, ax, f"{title}\n{counts}")
     return fig

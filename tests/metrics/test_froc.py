@@ -283,3 +283,76 @@ def test_json_and_figure(tmp_path):
     assert save_figure(fig, tmp_path / "froc.png").stat().st_size > 0
     plain = froc_figure(compute_froc(detections, annotations, series))
     save_figure(plain, tmp_path / "plain.png")
+
+
+def _figure_result():
+    rng = np.random.default_rng(5)
+    detections, annotations, excluded, series = random_case(rng, n_scans=10, n_det=(1, 10))
+    return bootstrap_froc(detections, annotations, series, excluded=excluded, n_boot=20)
+
+
+def test_figure_long_title_is_wrapped_inside_the_canvas():
+    words = ("FROC of the nodule detector on the held-out test series of the synthetic LUNA16 data set "
+             "after the second round of hard-negative mining (CPM 0.812)")
+    uid = "1.3.6.1.4.1.14519.5.2.1.6279.6001.105756658031515062000744821260"  # no place to break
+    result = _figure_result()
+    fig = froc_figure(result, title=f"{words} {uid}")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig.axes[0].title
+    box = title.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    tight = fig.get_tightbbox(renderer)
+    assert tight.x0 >= -1e-6 and tight.y0 >= -1e-6
+    assert tight.x1 <= fig.bbox_inches.x1 + 1e-6 and tight.y1 <= fig.bbox_inches.y1 + 1e-6
+    text = title.get_text()
+    assert text.count("\n") >= 3  # wrapped, the counts on a line of their own
+    counts = f"{result['detected']}/{result['total_nodules']} nodules reached, 10 scans"
+    assert "".join(text.split()) == "".join(f"{words} {uid} {counts}".split())  # nothing lost
+
+
+def _legend_labels(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_figure_every_line_and_the_band_are_in_the_legend():
+    result = _figure_result()
+    fig = froc_figure(result, label="detector")
+    ax = fig.axes[0]
+    labels = _legend_labels(ax)
+    assert len(ax.lines) == 3  # curve, dashed bootstrap mean, the 7 points
+    for line in ax.lines:
+        assert not line.get_label().startswith("_") and line.get_label() in labels
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert [line.get_label() for line in dashed] == ["bootstrap mean"]
+    assert len(ax.collections) == 1 and ax.collections[0].get_label() in labels  # the band
+    assert labels[0].startswith("detector: CPM")
+    plain = froc_figure(compute_froc(*_plain_case()))
+    assert len(plain.axes[0].lines) == 2 and len(_legend_labels(plain.axes[0])) == 2
+
+
+def _plain_case():
+    rng = np.random.default_rng(5)
+    detections, annotations, _, series = random_case(rng, n_scans=10, n_det=(1, 10))
+    return detections, annotations, series
+
+
+def test_figure_marks_the_operating_point(tmp_path):
+    result = _figure_result()
+    fig = froc_figure(result, operating_point=(1.0, 0.8))
+    ax = fig.axes[0]
+    stars = [line for line in ax.lines if line.get_marker() == "*"]
+    assert len(stars) == 1
+    np.testing.assert_allclose(np.c_[stars[0].get_xdata(), stars[0].get_ydata()], [[1.0, 0.8]])
+    assert stars[0].get_label() == "operating point: 1 FPs/scan, sensitivity 0.800"
+    assert stars[0].get_label() in _legend_labels(ax)
+    # Beyond the axis: drawn at its edge, the true value in the legend.
+    edge = froc_figure(result, operating_point=(0.01, 0.3)).axes[0]
+    star = [line for line in edge.lines if line.get_marker() == "*"][0]
+    assert star.get_xdata()[0] == FROC_FPS[0] and "0.01 FPs/scan" in star.get_label()
+    for bad in ((-1.0, 0.5), (1.0, 1.5), (float("nan"), 0.5)):
+        with pytest.raises(ValueError, match="operating point"):
+            froc_figure(result, operating_point=bad)
+    from lungmonai.plots import save_figure
+
+    assert save_figure(fig, tmp_path / "froc.png").stat().st_size > 0
