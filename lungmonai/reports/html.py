@@ -93,8 +93,6 @@ def exam_lung_rads(report: Mapping[str, Any]) -> str:
     """The exam's Lung-RADS category from the findings' ``lung_rads``; n/a when no finding has one
     (an older report, or none found: a report without findings does not say it was rated), or
     when one is not a category. Findings without a category are named: '4A (3 of 4 findings rated)'."""
-    if not _missing(report.get("lung_rads")):
-        return str(report["lung_rads"])
     nodules = list(report.get("nodules") or [])
     given = [n.get("lung_rads") for n in nodules if isinstance(n, Mapping) and not _missing(n.get("lung_rads"))]
     if not given:
