@@ -45,9 +45,10 @@ def test_each_picture_shows_the_slice_through_its_own_nodule(tmp_path: Path, mon
     shown = []
     original = report.nodule_figure
 
-    def spy(analysis, record, center_irc):
-        figure = original(analysis, record, center_irc)
-        shown.append(int(np.asarray(figure.axes[0].images[0].get_array())[0, 0]))
+    def spy(views, caption, **kwargs):
+        figure = original(views, caption, **kwargs)
+        axial = np.asarray(figure.axes[0].images[0].get_array())  # 60 mm across: NaN beyond this small CT
+        shown.append(int(axial[axial.shape[0] // 2, axial.shape[1] // 2]))
         return figure
 
     monkeypatch.setattr(report, "nodule_figure", spy)
