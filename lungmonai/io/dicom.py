@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from lungmonai.io.discover import looks_like_dicom
 from lungmonai.io.errors import CTReadError, check_3d, itk_reason, to_int16_hu
 from lungmonai.io.volume import CTVolume, Geometry
 
@@ -24,16 +25,6 @@ _SERIES_UID_TAG = "0020|000e"
 _POSITION_TAG = "0020|0032"
 # Allowed deviation of one slice step from the median step: 1 % of it plus 1 micrometre.
 _SPACING_RTOL, _SPACING_ATOL_MM = 0.01, 1e-3
-
-
-def looks_like_dicom(path: Path) -> bool:
-    """Part 10 files carry 'DICM' after a 128-byte preamble."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM"
 
 
 def _check_nothing_dropped(directory: Path, files: list[Path], names: tuple[str, ...]) -> None:

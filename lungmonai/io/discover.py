@@ -38,6 +38,16 @@ CT_SUFFIXES = (".nii.gz", ".nii", ".mhd", ".mha")
 """The single-file CT formats ``read_ct`` reads (``.nii.gz`` before ``.nii``, for stripping)."""
 
 
+def looks_like_dicom(path: Path) -> bool:
+    """Part 10 files carry 'DICM' after a 128-byte preamble."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
 def output_stem(path: str | Path) -> str:
     """A CT's name: the file name without ``.mhd``/``.mha``/``.nii``/``.nii.gz`` (a LUNA16
     series uid keeps its dots), or a DICOM directory's name. A NIfTI CT's series uid is this."""

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lungmonai.io.dicom import read_dicom_series
 from lungmonai.io.errors import CTReadError
 from lungmonai.io.metaimage import read_metaimage
-from lungmonai.io.nifti import read_nifti
 from lungmonai.io.volume import CTVolume
 
 SUPPORTED = ".mhd (.raw/.zraw), .mha, .nii, .nii.gz, or a directory of DICOM files"
@@ -25,7 +23,11 @@ def read_ct(path: str | Path) -> CTVolume:
     if not str(path).strip():  # Path("") is the working directory: an unset config value would read it
         raise CTReadError("", "no CT given (an empty path); pass the CT's file or DICOM directory")
     path = Path(path)
+    # DICOM and NIfTI geometry come through SimpleITK, imported with their readers only when a CT
+    # of that format is read: the embedded dataset (MetaImage) trains and analyses without it.
     if path.is_dir():
+        from lungmonai.io.dicom import read_dicom_series
+
         return read_dicom_series(path)
     if not path.exists():
         raise CTReadError(path, "file not found")
@@ -33,6 +35,8 @@ def read_ct(path: str | Path) -> CTVolume:
     if name.endswith((".mhd", ".mha")):
         return read_metaimage(path)
     if name.endswith((".nii", ".nii.gz")):
+        from lungmonai.io.nifti import read_nifti
+
         return read_nifti(path)
     extension = "".join(path.suffixes) or "(none)"
     raise CTReadError(path, f"unknown extension {extension}; expected {SUPPORTED}")

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lungmonai.io import find_series, read_ct
-from lungmonai.io.dicom import looks_like_dicom
-from lungmonai.io.discover import CT_SUFFIXES
+from lungmonai.io.discover import CT_SUFFIXES, looks_like_dicom
 from lungmonai.io.errors import CTReadError
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
 from lungmonai.pipeline.models import PipelineModels, load_models

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,6 +79,8 @@ def segment_ct(
 def write_like(array: np.ndarray, geometry: Geometry, path: str | os.PathLike[str]) -> Path:
     """Write an (I, R, C) array with the CT's origin, spacing and direction (any ITK format by
     extension), so ``read_ct`` / SimpleITK read back the same geometry. Atomic: temp then rename."""
+    import SimpleITK as sitk  # only for writing volumes: training and analysis never need it
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
+from lungmonai.io.errors import CTReadError
 from lungmonai.io.grid import array_to_grid
+from lungmonai.io.metaimage import read_metaimage
 from lungmonai.io.orient import array_to_lps
 from lungmonai.io.volume import Geometry
 
@@ -75,6 +76,25 @@ def find_mask_file(masks_dir: str | os.PathLike[str], series_uid: str) -> Path |
     return None
 
 
+def _read_label_file(path: Path) -> tuple[np.ndarray, Geometry]:
+    """The label array (I, R, C) and its geometry. MetaImage goes through the project's own reader,
+    which keeps its data file inside the mask's folder; other formats through SimpleITK, imported
+    only here so that training on the embedded dataset does not need it."""
+    if path.suffix.lower() == ".mhd":
+        try:
+            volume = read_metaimage(path)
+        except CTReadError as error:
+            raise ValueError(f"{path}: cannot read label volume: {error.problem}") from error
+        return volume.hu, volume.geometry
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise ValueError(f"{path}: cannot read label volume: {str(error).strip().splitlines()[-1]}") from error
+    return sitk.GetArrayFromImage(image), Geometry(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+
+
 def read_contour_mask(path: str | os.PathLike[str], geometry: Geometry, shape_irc: Sequence[int]) -> np.ndarray:
     """Boolean nodule mask from a label volume (0 = background, k > 0 = nodule k).
 
@@ -85,13 +105,7 @@ def read_contour_mask(path: str | os.PathLike[str], geometry: Geometry, shape_ir
     (flipped, sagittal, at the CT's own spacing) fits that CT's cached volume.
     """
     path = Path(path)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        raise ValueError(f"{path}: cannot read label volume: {str(error).strip().splitlines()[-1]}") from error
-    labels, mask_geometry = array_to_lps(
-        sitk.GetArrayViewFromImage(image), Geometry(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
-    )
+    labels, mask_geometry = array_to_lps(*_read_label_file(path))
     # The cached CT is on the working grid: the labels follow it, nearest neighbour (they stay labels).
     labels, mask_geometry = array_to_grid(np.asarray(labels), mask_geometry, geometry.spacing_xyz, order=0)
     if tuple(labels.shape) != tuple(int(s) for s in shape_irc):

@@ -39,10 +39,9 @@ def write_montage(dataset_dir: Path, manifest: dict[str, Any], out_png: Path, k:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import SimpleITK as sitk
 
     from lungmonai.geometry import xyz_to_irc
-    from lungmonai.io.volume import Geometry
+    from lungmonai.io.metaimage import read_metaimage
     from lungmonai.synth.writer import atomic_write_bytes
 
     series = {s["series_uid"]: s for s in manifest["series"]}
@@ -54,10 +53,9 @@ def write_montage(dataset_dir: Path, manifest: dict[str, Any], out_png: Path, k:
     fig, axes = plt.subplots(len(picks), 3, figsize=(12, 4 * len(picks)), squeeze=False)
     for row, nod in zip(axes, picks):
         s = series[nod["series_uid"]]
-        img = sitk.ReadImage(str(Path(dataset_dir) / s["file"]))
-        ct = sitk.GetArrayFromImage(img)
-        lab = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(dataset_dir) / s["mask_file"])))
-        geom = Geometry(np.array(img.GetOrigin()), np.array(img.GetSpacing()), np.array(img.GetDirection()).reshape(3, 3))
+        volume = read_metaimage(Path(dataset_dir) / s["file"])
+        ct, geom = volume.hu, volume.geometry
+        lab = read_metaimage(Path(dataset_dir) / s["mask_file"]).hu
         if nod["center_xyz"] is None:
             i, r, c = (np.array(ct.shape) // 2).tolist()
             title = "no nodule"
