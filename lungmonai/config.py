@@ -31,6 +31,24 @@ def flag(value: object) -> bool:
     raise ValueError(f"expected a boolean switch (true/false), got {value!r}")
 
 
+def loader_workers(concurrent: int = 1) -> int:
+    """Data-loader workers for one of ``concurrent`` trainings sharing this machine, 1 to 8: on a
+    CPU half of its share of the cores (the other half computes the steps), with a GPU all but one.
+
+    Measured on the embedded dataset: one core prepares ~400 classifier crops or segmentation
+    windows a second, while a 2-core CPU trains on ~40 crops a second, so one worker keeps a CPU
+    step fed and only a GPU step needs many.
+    """
+    import torch
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    share = max(1, cores // max(1, int(concurrent)))
+    return max(1, min(8, share - 1 if torch.cuda.is_available() else share // 2))
+
+
 def compute_threads(requested: int, loader_workers: int) -> int:
     """Threads for the training process: ``requested`` when > 0, else the CPU cores this process
     may use minus one per loader worker (at least 1).

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lungmonai.config import find_bundles
+from lungmonai.workflow import run_bundle, run_stage, stale
 
-_TRUSTED_CONFIG_WARNING = "ignore:parsing config_file:UserWarning"
 _BUNDLE_CONFIGS = tuple(  # what the demo runs and the analysis loads from --bundles_dir
     f"{bundle}/configs/{name}.json"
     for bundle, names in (("nodule_cls", ("train", "demo", "evaluate", "inference")),
@@ -29,13 +26,6 @@ _BUNDLE_CONFIGS = tuple(  # what the demo runs and the analysis loads from --bun
                           ("nodule_malignancy", ("train", "demo", "inference")), ("nodule_pipeline", ("inference",)))
     for name in names
 )
-
-
-def _run_stage(title: str, stage: Callable[[_Run], None], run: _Run) -> None:
-    print(f"\n=== {title} ===", flush=True)
-    start = time.perf_counter()
-    stage(run)
-    print(f"--- {title}: {time.perf_counter() - start:.1f} s", flush=True)
 
 
 @dataclass
@@ -54,21 +44,7 @@ class _Run:
         return self.dataset / "prepared"
 
     def bundle(self, bundle: str, configs: tuple[str, ...], run_id: str, overrides: dict[str, object]) -> None:
-        """``python -m monai.bundle run RUN_ID --config_file ... --bundles_dir ...`` as a user
-        would type it for a copy of the bundles: the copy's contract is used, and its models,
-        runs and evals land in the copy."""
-        files = [str(self.bundles / bundle / "configs" / name) for name in configs]
-        cmd = [sys.executable, "-m", "monai.bundle", "run", run_id,
-               "--config_file", files[0] if len(files) == 1 else repr(files),
-               "--logging_file", str(self.bundles / bundle / "configs/logging.conf"),
-               "--bundles_dir", str(self.bundles),
-               "--dataset_dir", str(self.dataset)]
-        for key, value in overrides.items():
-            cmd += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
-        print("$", " ".join(cmd), flush=True)
-        # MONAI warns on every run that a config may execute code; these are the project's own.
-        warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _TRUSTED_CONFIG_WARNING]))
-        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONWARNINGS": warnings})
+        run_bundle(self.bundles, self.dataset, bundle, configs, run_id, overrides)
 
 
 def _generate(run: _Run) -> None:
@@ -104,7 +80,7 @@ def _train(run: _Run, bundle: str, after: tuple[Path, ...] = ()) -> None:
     file of ``after``."""
     weights = run.bundles / bundle / "models/model.pt"
     inputs = (run.prepared / "split.json", *after)
-    if weights.is_file() and not run.args.retrain and not _stale(weights, inputs):
+    if not run.args.retrain and not stale(weights, inputs):
         print(f"{weights} exists and is newer than {', '.join(p.name for p in inputs)}: skipping (--retrain to redo)")
         return
     run.bundle(bundle, ("train.json", "demo.json"), "training", {})
@@ -194,14 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     run = _Run(args, Path(args.dataset_dir).resolve(), bundles, Path(args.out).resolve())
     start = time.perf_counter()
     for title, stage in STAGES:
-        _run_stage(title, stage, run)
+        run_stage(title, lambda: stage(run))
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
     return 0
-
-
-def _stale(output: Path, sources: tuple[Path, ...]) -> bool:
-    """``output`` must be made again: a source is missing or newer than it."""
-    return any(not s.is_file() or output.stat().st_mtime < s.stat().st_mtime for s in sources)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def training_handlers(
     is_main_process: bool = True,
     progress_bars: Any = True,
     validation: Sequence[Any] = (),
+    val_interval: int = 1,
 ) -> list[Any]:
     """The trainer's handlers.
 
@@ -69,7 +70,8 @@ def training_handlers(
     ``CheckpointSaver`` among ``validation`` (the evaluator's handlers, from
     :func:`validation_handlers`); ``state``'s handlers that are not torch objects (samples
     seen, unfreezing) are attached too, before validation. ``figures`` are the stage's own
-    drawing handlers, run on the main process only.
+    drawing handlers, run on the main process only. Validation runs every ``val_interval``
+    epochs (the segmentation's scores every slice of every val series, minutes on a CPU).
     """
     stateful = [obj for obj in state.values()
                 if hasattr(obj, "attach") and not isinstance(obj, (torch.nn.Module, torch.optim.Optimizer))]
@@ -79,7 +81,7 @@ def training_handlers(
     if lr_scheduler is not None:
         handlers.append(LrScheduleHandler(lr_scheduler=lr_scheduler, epoch_level=False, print_lr=False))
     handlers += stateful
-    handlers.append(ValidationHandler(validator=validator, epoch_level=True, interval=1))
+    handlers.append(ValidationHandler(validator=validator, epoch_level=True, interval=int(val_interval)))
     objects = dict(state)
     savers = [h for h in validation if isinstance(h, CheckpointSaver) and h._key_metric_checkpoint is not None]
     if savers:  # a resumed run keeps the better model.pt
