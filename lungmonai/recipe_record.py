@@ -1,0 +1,123 @@
+"""The record that travels with shipped weights: each bundle's ``metadata.json`` ``training`` and
+``eval_metrics`` sections, written by the recipe's last step.
+
+Weights without their provenance cannot be trusted or reproduced: the record names the data
+(generator version and seed), the recipe and its overrides, how much training it had (samples
+seen, epochs, wall time), the machine (weights differ between machines), the file's sha256, and
+the held-out figures. ``check_shipped`` is what the tests run against the committed files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lungmonai.cache.atomic import atomic_write_text
+
+WEIGHTS = "models/model.pt"
+RESUME = "models/last.pt"
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _progress(bundle_dir: Path) -> dict[str, Any]:
+    """Samples seen and epochs run, from the resumable checkpoint (read as plain data only)."""
+    path = bundle_dir / RESUME
+    if not path.is_file():
+        return {}
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    out: dict[str, Any] = {}
+    if "samples_seen" in state:
+        out["samples_seen"] = int(state["samples_seen"]["count"])
+    trainer = state.get("trainer") or {}
+    if "iteration" in trainer and trainer.get("epoch_length"):
+        out["epochs"] = int(trainer["iteration"]) // int(trainer["epoch_length"])
+    return out
+
+
+def provenance(bundles_dir: Path, bundle: str, settings: dict[str, Any], state: dict[str, Any], step: str) -> dict[str, Any]:
+    """The ``training`` section of ``bundle``'s metadata from the recipe's settings and state."""
+    from lungmonai.synth.generate import GENERATOR_VERSION
+
+    bundle_dir = bundles_dir / bundle
+    weights = bundle_dir / WEIGHTS
+    done = state["steps"].get(step, {})
+    data = settings["dataset"]
+    return {
+        "weights": WEIGHTS,
+        "sha256": sha256(weights),
+        "size_bytes": weights.stat().st_size,
+        "recipe": "python -m lungmonai.recipe (make train)",
+        "recipe_configs": ["configs/train.json", "configs/recipe.json"],
+        "overrides": state.get("overrides", {}).get(bundle, {}),
+        "dataset": {"generator": "lungmonai.synth", "generator_version": GENERATOR_VERSION, "mode": data["mode"],
+                    "series": data["series"], "seed": data["seed"], "fractions": data["fractions"]},
+        **_progress(bundle_dir),
+        "wall_seconds": done.get("seconds"),
+        "finished": done.get("finished"),
+        "machine": state.get("machine"),
+    }
+
+
+def held_out_metrics(state: dict[str, Any]) -> dict[str, Any]:
+    """The figures every bundle reports: the end-to-end pipeline on the held-out set, and the
+    operating point chosen on val."""
+    steps = state["steps"]
+    out: dict[str, Any] = {}
+    if "evaluate" in steps:
+        e = steps["evaluate"]
+        out.update({"heldout_cpm": e.get("cpm"), "heldout_cpm_ci": e.get("cpm_ci"),
+                    "heldout_malignant_recall": e.get("malignant_recall")})
+    if "operating_point" in steps:
+        o = steps["operating_point"]
+        out.update({"val_cpm": o.get("val_cpm"), "nodule_threshold": o.get("threshold"),
+                    "val_fp_per_scan": o.get("fp_per_scan"), "val_sensitivity": o.get("sensitivity")})
+    return out
+
+
+def write_provenance(bundles_dir: str | Path, bundle: str, settings: dict[str, Any], state: dict[str, Any], step: str) -> Path:
+    """Write ``training`` and ``eval_metrics`` into ``bundle``'s metadata.json, keeping the rest."""
+    bundles = Path(bundles_dir)
+    path = bundles / bundle / "configs/metadata.json"
+    metadata = json.loads(path.read_text())
+    metadata["training"] = provenance(bundles, bundle, settings, state, step)
+    metrics = held_out_metrics(state)
+    if metrics:
+        metadata["eval_metrics"] = metrics
+        metadata["eval_metrics_source"] = (
+            "python -m lungmonai.recipe: the end-to-end pipeline with these weights on the held-out set "
+            f"({settings['heldout']['series']} LUNA16-resolution series, seed {settings['heldout']['seed']}, "
+            "LIDC patients the training data does not use), at the operating point chosen on the val series")
+    return atomic_write_text(path, json.dumps(metadata, indent=4) + "\n")
+
+
+def check_shipped(bundles_dir: str | Path, bundle: str) -> list[str]:
+    """Problems with ``bundle``'s shipped weights and their record (empty when they agree)."""
+    from lungmonai.synth.generate import GENERATOR_VERSION
+
+    bundle_dir = Path(bundles_dir) / bundle
+    metadata = json.loads((bundle_dir / "configs/metadata.json").read_text())
+    training = metadata.get("training")
+    weights = bundle_dir / WEIGHTS
+    if training is None:
+        return [f"{bundle}: metadata.json has no training record"]
+    problems = []
+    if not weights.is_file():
+        problems.append(f"{weights} is missing")
+    elif sha256(weights) != training["sha256"]:
+        problems.append(f"{weights}: sha256 differs from the one metadata.json records")
+    if training["dataset"]["generator_version"] != GENERATOR_VERSION:
+        problems.append(
+            f"{bundle}: weights trained on generator version {training['dataset']['generator_version']}, the generator "
+            f"is now version {GENERATOR_VERSION}: rerun the recipe (make train)")
+    return problems

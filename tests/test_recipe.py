@@ -1,0 +1,99 @@
+"""The training recipe in miniature: every step from nothing, resumed after a stop, and the record
+it leaves with the weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lungmonai.recipe import STEPS, _parse_override
+from lungmonai.recipe_record import check_shipped, sha256
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--override", "nodule_cls.epochs=1", "--override", "nodule_cls.epoch_samples=64",
+        "--override", "nodule_seg.epochs=1", "--override", "nodule_seg.epoch_samples=64",
+        "--override", "nodule_seg.val_interval=1",
+        "--override", "nodule_malignancy.epochs=1", "--override", "nodule_malignancy.epoch_samples=32"]
+
+
+def _bundles(root: Path) -> Path:
+    bundles = root / "bundles"
+    shutil.copytree(REPO / "bundles", bundles, ignore=shutil.ignore_patterns("models", "runs", "eval", "output"))
+    settings = json.loads((bundles / "recipe.json").read_text())
+    settings["dataset"].update(dir=str(root / "dev"), mode="small", series=8)
+    settings["heldout"].update(dir=str(root / "heldout"), mode="small", series=3)
+    settings["bootstrap"] = 20
+    (bundles / "recipe.json").write_text(json.dumps(settings))
+    return bundles
+
+
+def _recipe(root: Path, bundles: Path, steps: list[str]) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "lungmonai.recipe", "--bundles_dir", str(bundles), "--out", str(root / "out"),
+           "--workers", "2", "--steps", ",".join(steps), *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LUNGMONAI_PROGRESS": "0"}
+    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def test_the_recipe_runs_every_step_resumes_after_a_stop_and_records_the_weights(tmp_path: Path) -> None:
+    bundles = _bundles(tmp_path)
+    _recipe(tmp_path, bundles, ["generate", "check", "prepare", "classifier"])
+    cls_weights = bundles / "nodule_cls/models/model.pt"
+    first = sha256(cls_weights)
+
+    # The second run is asked for everything: what is done is skipped, the rest runs.
+    result = _recipe(tmp_path, bundles, list(STEPS))
+    for step in ("generate", "check", "prepare", "classifier"):
+        assert f"{step}: done on" in result.stdout
+    assert sha256(cls_weights) == first, "the finished classifier was trained again"
+    state = json.loads((tmp_path / "out/state.json").read_text())
+    assert set(state["steps"]) == set(STEPS)
+    assert all(step["seconds"] >= 0 for step in state["steps"].values())
+
+    # The operating point chosen on val is in the contract every entry point reads.
+    point = state["steps"]["operating_point"]
+    contract = json.loads((bundles / "contract.json").read_text())
+    assert contract["pipeline"]["nodule_threshold"] == point["threshold"]
+    assert point["fp_per_scan"] <= 1.0
+
+    # Each trained bundle's metadata names its weights' hash, data, recipe and held-out figures.
+    for bundle in ("nodule_cls", "nodule_seg", "nodule_malignancy"):
+        metadata = json.loads((bundles / bundle / "configs/metadata.json").read_text())
+        training = metadata["training"]
+        assert training["sha256"] == sha256(bundles / bundle / "models/model.pt")
+        assert training["dataset"]["seed"] == 0 and training["dataset"]["mode"] == "small"
+        assert training["samples_seen"] > 0 and training["wall_seconds"] >= 0
+        assert training["overrides"]["epochs"] == 1
+        assert metadata["eval_metrics"]["heldout_cpm_ci"] is not None
+        assert check_shipped(bundles, bundle) == []
+
+    # A changed weights file no longer matches its record.
+    (bundles / "nodule_seg/models/model.pt").write_bytes(b"not the trained weights")
+    assert any("sha256" in p for p in check_shipped(bundles, "nodule_seg"))
+
+
+def test_a_dataset_of_other_settings_is_refused_not_trained_on(tmp_path: Path) -> None:
+    bundles = _bundles(tmp_path)
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev/manifest.json").write_text(json.dumps({"series": [{}] * 3, "seed": 5, "mode": "small"}))
+    cmd = [sys.executable, "-m", "lungmonai.recipe", "--bundles_dir", str(bundles), "--out", str(tmp_path / "out"),
+           "--steps", "generate"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "3 series, seed 5" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_overrides_name_a_bundle_key_and_a_json_value() -> None:
+    assert _parse_override("nodule_cls.epochs=4") == ("nodule_cls", "epochs", 4)
+    assert _parse_override("nodule_seg.precision=bf16") == ("nodule_seg", "precision", "bf16")
+    with pytest.raises(Exception, match="BUNDLE.KEY=VALUE"):
+        _parse_override("epochs=4")
