@@ -19,6 +19,7 @@ from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
 from lungmonai.pipeline.models import PipelineModels, load_models
 from lungmonai.pipeline.report import write_reports
 from lungmonai.plots import save_figure
+from lungmonai.reports.html import write_index
 from lungmonai.progress import progress
 from lungmonai.synth.heldout import check_held_out
 from lungmonai.tables.candidates import (
@@ -70,6 +71,16 @@ def _cap_line(found: dict[str, int], cap: int) -> str:
             f"({min(capped)}-{max(capped)} components found; the best {cap} by segmentation score were classified)\n")
 
 
+def _operating_point(froc: dict[str, Any], threshold: float) -> tuple[float, float] | None:
+    """(FPs per scan, sensitivity) of the reported findings, those at P(nodule) >= ``threshold``."""
+    thresholds = np.asarray(froc["curve_thresholds"])
+    at = np.flatnonzero(thresholds >= threshold)
+    if not len(at) or not np.isfinite(froc["cpm"]):
+        return None
+    k = int(at[-1])
+    return float(froc["curve_fps"][k]), float(froc["curve_sensitivity"][k])
+
+
 def evaluate_split(
     dataset_dir: str | Path,
     part: str = "test",
@@ -98,7 +109,7 @@ def evaluate_split(
     excluded_path = dataset / "annotations_excluded.csv"
     excluded = pd.read_csv(excluded_path, dtype={"seriesuid": str}) if excluded_path.is_file() else None
 
-    detections, per_ct, seconds, found = [], {}, [], {}
+    detections, per_ct, seconds, found, written = [], {}, [], {}, []
     for uid in progress(series, desc=f"analysing {part} series", unit="CT"):
         with warnings.catch_warnings():  # the cap is summed up once below, not warned per CT
             warnings.simplefilter("ignore", ComponentCapWarning)
@@ -106,7 +117,7 @@ def evaluate_split(
         seconds.append(sum(analysis.seconds.values()))
         found[uid] = analysis.components_found
         if reports:
-            write_reports(analysis, out / "reports", settings)
+            written.append(write_reports(analysis, out / "reports", settings))
         c = analysis.candidates
         frame = pd.DataFrame({"seriesuid": uid, "coordX": c["center_x"], "coordY": c["center_y"],
                               "coordZ": c["center_z"], "probability": c["p_nodule"],
@@ -126,7 +137,9 @@ def evaluate_split(
     atomic_write_csv(out / "detections.csv", all_detections, index=False)
 
     froc = bootstrap_froc(all_detections[["seriesuid", *_XYZ, "probability"]], truth, series, excluded=excluded, n_boot=n_boot)
-    save_figure(froc_figure(froc, title=f"FROC on the {part} series (CPM {froc['cpm']:.3f})"), out / "froc.png")
+    point = _operating_point(froc, settings.nodule_threshold)
+    save_figure(froc_figure(froc, title=f"FROC on the {part} series (CPM {froc['cpm']:.3f})", operating_point=point),
+                out / "froc.png")
     total = sum_confusion(per_ct.values())
     malignant_row = total[2]
     metrics = {
@@ -144,6 +157,8 @@ def evaluate_split(
     }
     metrics = jsonable(metrics)
     atomic_write_json(out / "metrics.json", metrics)
+    if reports:
+        write_index(written, out / "reports", metrics)
     text = format_confusion(total, title=f"{part}: {len(series)} CTs") + _froc_line(froc) + _cap_line(found, settings.max_components)
     atomic_write_text(out / "summary.txt", text)
     print(text, flush=True)

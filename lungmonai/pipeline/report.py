@@ -3,6 +3,7 @@
 - ``<stem>_submission.csv``: LUNA16's submission rows (every candidate, probability = P(nodule));
 - ``<stem>_report.json``: per reported nodule xyz, irc, P(nodule), P(malignant), voxels, diameter,
   and its measured size: long and short axis, mean diameter, volume (:mod:`lungmonai.reports.measure`);
+- ``<stem>_report.html``: the page a reader opens: findings table and pictures (``lungmonai.reports.html``);
 - ``<stem>_nodule<k>.png``: axial, coronal and sagittal views through each reported nodule, in the
   radiological convention, outlined (:mod:`lungmonai.reports.views`);
 - ``<stem>_mask.nii.gz`` (optional): the grouped segmentation mask on the CT's grid.
@@ -30,6 +31,7 @@ from lungmonai.io.grid import from_grid
 from lungmonai.io.volume import Geometry
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings
 from lungmonai.plots import save_figure
+from lungmonai.reports.html import write_ct_page
 from lungmonai.reports.measure import nodule_size
 from lungmonai.reports.views import nodule_figure, nodule_views
 
@@ -231,7 +233,9 @@ def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSet
             shape, geometry = analysis.native_grid
             mask = from_grid(mask, analysis.ct.geometry, shape, geometry, order=0)
         report["mask"] = write_like(mask, geometry, out / f"{stem}_mask.nii.gz").name
-    atomic_write_json(out / f"{stem}_report.json", json.loads(json.dumps(report, default=str)))
+    report = json.loads(json.dumps(report, default=str))
+    atomic_write_json(out / f"{stem}_report.json", report)
+    write_ct_page(report, out)  # after its pictures: the page names only files that are there
     return report
 
 

@@ -101,7 +101,7 @@ def analysed_report(out: Path, uid: str = UID) -> dict:
     })
     analysis = Analysis(ct=ct, candidates=candidates, mask=mask)
     write_reports(analysis, out, PipelineSettings(nodule_threshold=0.5))
-    return json.loads((out / f"{uid}_report.json").read_text())
+    return json.loads((out / f"{uid}_report.json").read_text(encoding="utf-8"))
 
 
 def with_measurements(report: dict) -> dict:
@@ -149,12 +149,12 @@ def test_page_lists_every_finding_with_its_values_and_picture(tmp_path: Path) ->
 def test_exam_category_from_every_finding_and_na_without_categories(tmp_path: Path) -> None:
     report = with_measurements(analysed_report(tmp_path))
     report["nodules"][2]["lung_rads"] = "2"
-    assert Page(write_ct_page(report, tmp_path).read_text()).by_id["exam-category"] == "4A"
+    assert Page(write_ct_page(report, tmp_path).read_text(encoding="utf-8")).by_id["exam-category"] == "4A"
     for nodule in report["nodules"]:
         nodule.pop("lung_rads", None)
-    assert Page(write_ct_page(report, tmp_path).read_text()).by_id["exam-category"] == "n/a"
+    assert Page(write_ct_page(report, tmp_path).read_text(encoding="utf-8")).by_id["exam-category"] == "n/a"
     empty = dict(report, nodules=[], pictures=[])
-    page = Page(write_ct_page(empty, tmp_path).read_text())
+    page = Page(write_ct_page(empty, tmp_path).read_text(encoding="utf-8"))
     assert "findings" not in page.tables and "No findings reported." in "".join(page.text)
     assert page.by_id["exam-category"] == "n/a"
 
@@ -170,7 +170,7 @@ def test_hostile_values_are_escaped(tmp_path: Path) -> None:
     }
     path = write_ct_page(report, tmp_path)
     assert path.parent == tmp_path and "/" not in path.name and "<" not in path.name and path.name == page_name(report)
-    raw = path.read_text()
+    raw = path.read_text(encoding="utf-8")
     assert "<script" not in raw and "<img" not in raw and "<b>" not in raw
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in raw
     page = Page(raw)
@@ -181,7 +181,7 @@ def test_hostile_values_are_escaped(tmp_path: Path) -> None:
     text = "".join(page.text)
     assert hostile in text and '"><img src=x onerror=alert(2)>' in text and "<b>solid</b>" in text
     assert page.tables["findings"][0][-1] == "<u>4B</u>"
-    index = Page(write_index([report], tmp_path).read_text())
+    index = Page(write_index([report], tmp_path).read_text(encoding="utf-8"))
     assert "script" not in index.tags and local_refs(index) == [page_name(report)]
 
 
@@ -191,7 +191,7 @@ def test_pages_reference_only_local_files_that_exist_and_load_nothing_from_the_w
     report["pictures"] = report["pictures"] + ["../outside_nodule9.png", "missing_nodule4.png"]
     (reports_dir / f"{UID}_nodule3.png").unlink()  # a picture listed but gone
     for path in (write_ct_page(report, reports_dir), write_index([report], reports_dir)):
-        raw = path.read_text()
+        raw = path.read_text(encoding="utf-8")
         page = Page(raw)
         assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
         assert "http://" not in raw and "https://" not in raw and "@import" not in raw and "url(" not in raw
@@ -199,7 +199,7 @@ def test_pages_reference_only_local_files_that_exist_and_load_nothing_from_the_w
             parts = urlsplit(value)
             assert not parts.scheme and not parts.netloc, value
             assert (path.parent / unquote(parts.path)).is_file(), value
-    page = Page((reports_dir / f"{UID}_report.html").read_text())
+    page = Page((reports_dir / f"{UID}_report.html").read_text(encoding="utf-8"))
     assert [img["src"] for img in page.imgs] == [f"{UID}_nodule1.png", f"{UID}_nodule2.png"]
     # Ranks link to their picture within the page only where there is one.
     anchors = [v for tag, _, v in page.refs if tag == "a"]
@@ -217,7 +217,7 @@ def test_index_links_each_page_with_findings_category_and_the_evaluation(tmp_pat
                "confusion_summary": {"nodules": 4, "nodule_reached": 0.75, "malignant_kept": None}}
     with Image.new("RGB", (40, 30), "white") as froc:
         froc.save(tmp_path / "froc.png")
-    index = Page(write_index([first, second], reports_dir, metrics=metrics).read_text())
+    index = Page(write_index([first, second], reports_dir, metrics=metrics).read_text(encoding="utf-8"))
     links = [v for tag, _, v in index.refs if tag == "a"]
     assert links == [p.name for p in pages] and all((reports_dir / v).is_file() for v in links)
     assert index.tables["cts"] == [[UID, "3", "4A (2 of 3 findings rated)", "0.91"], ["1.2.3.second", "1", "2", "0.91"]]
@@ -226,11 +226,11 @@ def test_index_links_each_page_with_findings_category_and_the_evaluation(tmp_pat
     assert "Research use only, not for clinical use" in text
     assert [img["src"] for img in index.imgs] == ["../froc.png"]
     ninety = dict(metrics, froc={"bootstrap": {"confidence": 0.9}})
-    assert "0.812 (90% CI 0.700 to 0.900)" in "".join(Page(write_index([first], reports_dir, ninety).read_text()).text)
-    plain = Page(write_index([first], reports_dir).read_text())
+    assert "0.812 (90% CI 0.700 to 0.900)" in "".join(Page(write_index([first], reports_dir, ninety).read_text(encoding="utf-8")).text)
+    plain = Page(write_index([first], reports_dir).read_text(encoding="utf-8"))
     assert "summary" not in plain.by_id
     (tmp_path / "froc.png").unlink()
-    assert Page(write_index([first], reports_dir).read_text()).imgs == []
+    assert Page(write_index([first], reports_dir).read_text(encoding="utf-8")).imgs == []
 
 
 CHROMIUM = shutil.which("chromium")
