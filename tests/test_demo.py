@@ -21,7 +21,7 @@ TINY_RECIPES = {"nodule_cls": {"epochs": 1, "epoch_samples": 64}, "nodule_seg": 
 
 
 def _demo(root: Path) -> str:
-    cmd = [sys.executable, "-m", "lungmonai.demo", "--dataset_dir", str(root / "data"),
+    cmd = [sys.executable, "-m", "lungmonai.demo", "--train", "--dataset_dir", str(root / "data"),
            "--bundles_dir", str(root / "bundles_copy"), "--out", str(root / "output"), "--series", "10", "--workers", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LUNGMONAI_PROGRESS": "0"}
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
@@ -105,16 +105,3 @@ def test_a_retrained_classifier_makes_the_malignancy_model_train_again(tmp_path:
     os.utime(files["nodule_cls"])  # the classifier is trained again
     demo._train_malignancy(run)
     assert trained == ["nodule_malignancy"]
-
-
-def test_a_model_is_stale_when_any_of_its_inputs_is_newer_or_missing(tmp_path: Path) -> None:
-    from lungmonai.demo import _stale
-
-    split, classifier, model = (tmp_path / name for name in ("split.json", "classifier.pt", "model.pt"))
-    for age, path in ((300, split), (200, model), (100, classifier)):
-        path.write_text(path.name)
-        os.utime(path, (time.time() - age, time.time() - age))
-
-    assert not _stale(model, (split,))
-    assert _stale(model, (split, classifier))  # the classifier was retrained after the fine-tuning
-    assert _stale(model, (split, tmp_path / "missing.pt"))

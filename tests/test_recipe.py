@@ -14,6 +14,7 @@ import pytest
 
 from lungmonai.recipe import STEPS, _parse_override
 from lungmonai.recipe_record import check_shipped, sha256
+from lungmonai.synth.heldout import check_held_out
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +76,15 @@ def test_the_recipe_runs_every_step_resumes_after_a_stop_and_records_the_weights
         assert training["overrides"]["epochs"] == 1
         assert metadata["eval_metrics"]["heldout_cpm_ci"] is not None
         assert check_shipped(bundles, bundle) == []
+
+    # The demo analyses a held-out sample with the weights the bundles now ship.
+    demo = subprocess.run([sys.executable, "-m", "lungmonai.demo", "--bundles_dir", str(bundles), "--series", "2",
+                           "--dataset_dir", str(tmp_path / "demo_heldout"), "--out", str(tmp_path / "demo_out")],
+                          cwd=tmp_path, env={**os.environ, "LUNGMONAI_PROGRESS": "0"}, capture_output=True, text=True, timeout=600)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert "held-out CTs" in demo.stdout and "CPM " in demo.stdout and "showing the training path" not in demo.stdout
+    assert (tmp_path / "demo_out/reports/index.html").is_file()
+    assert check_held_out(tmp_path / "demo_heldout") == "selection of 8 series, seed 0"
 
     # A changed weights file no longer matches its record.
     (bundles / "nodule_seg/models/model.pt").write_bytes(b"not the trained weights")

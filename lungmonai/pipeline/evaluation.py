@@ -14,6 +14,7 @@ from lungmonai.data.prepared import assert_no_leak, require_prepared
 from lungmonai.grouping import ComponentCapWarning
 from lungmonai.io import find_series, read_ct
 from lungmonai.metrics.confusion import confusion_for_ct, confusion_summary, confusion_to_dict, format_confusion, sum_confusion
+from lungmonai.metrics.baseline import found_nodules, model_against_diameter
 from lungmonai.metrics.froc import bootstrap_froc, froc_figure, froc_to_json
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
 from lungmonai.pipeline.models import PipelineModels, load_models
@@ -81,6 +82,23 @@ def _operating_point(froc: dict[str, Any], threshold: float) -> tuple[float, flo
     return float(froc["curve_fps"][k]), float(froc["curve_sensitivity"][k])
 
 
+def _malignancy(truth: pd.DataFrame, detections: pd.DataFrame, settings: PipelineSettings,
+                models: PipelineModels, n_boot: int) -> dict[str, Any] | None:
+    """P(malignant) against the pipeline's own diameter, on the nodules its reported findings hit."""
+    if models.malignancy is None or detections.empty or detections["diameter_mm"].isna().all():
+        return None
+    return model_against_diameter(found_nodules(truth, detections, settings.nodule_threshold), n_boot=max(n_boot, 200))
+
+
+def _malignancy_line(result: dict[str, Any] | None) -> str:
+    if not result or result.get("model_auc") is None:
+        return ""
+    m, d, diff = result["model_auc_ci"], result["diameter_auc_ci"], result["difference_ci"]
+    return (f"malignancy on the {result['nodules']} nodules found ({result['malignant']} malignant): AUC "
+            f"{result['model_auc']:.3f} ({m[0]:.3f}-{m[1]:.3f}), measured diameter alone {result['diameter_auc']:.3f} "
+            f"({d[0]:.3f}-{d[1]:.3f}); difference {result['difference']:+.3f} ({diff[0]:+.3f} to {diff[1]:+.3f})\n")
+
+
 def evaluate_split(
     dataset_dir: str | Path,
     part: str = "test",
@@ -121,7 +139,8 @@ def evaluate_split(
         c = analysis.candidates
         frame = pd.DataFrame({"seriesuid": uid, "coordX": c["center_x"], "coordY": c["center_y"],
                               "coordZ": c["center_z"], "probability": c["p_nodule"],
-                              "p_nodule": c["p_nodule"], "p_malignant": c["p_malignant"]})
+                              "p_nodule": c["p_nodule"], "p_malignant": c["p_malignant"],
+                              "diameter_mm": c["diameter_mm"] if "diameter_mm" in c else np.nan})
         detections.append(frame)
         t = truth[truth["seriesuid"] == uid]
         e = excluded[excluded["seriesuid"] == uid] if excluded is not None else None
@@ -152,6 +171,7 @@ def evaluate_split(
         "confusion": confusion_to_dict(total),
         "confusion_summary": confusion_summary(total),
         "malignant_recall": float(malignant_row[3] / malignant_row.sum()) if malignant_row.sum() else None,
+        "malignancy": _malignancy(truth[truth["seriesuid"].isin(series)], all_detections, settings, models, n_boot),
         "confusion_per_ct": {uid: confusion_to_dict(m) for uid, m in per_ct.items()},
         "components_found_per_ct": found,
     }
@@ -159,7 +179,8 @@ def evaluate_split(
     atomic_write_json(out / "metrics.json", metrics)
     if reports:
         write_index(written, out / "reports", metrics)
-    text = format_confusion(total, title=f"{part}: {len(series)} CTs") + _froc_line(froc) + _cap_line(found, settings.max_components)
+    text = (format_confusion(total, title=f"{part}: {len(series)} CTs") + _froc_line(froc)
+            + _malignancy_line(metrics["malignancy"]) + _cap_line(found, settings.max_components))
     atomic_write_text(out / "summary.txt", text)
     print(text, flush=True)
     return metrics

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from lungmonai.metrics.baseline import bootstrap_auc_ci, diameter_auc, every_nth_series, roc_auc
+from lungmonai.metrics.baseline import (bootstrap_auc_ci, diameter_auc, every_nth_series, found_nodules,
+                                        model_against_diameter, roc_auc)
 
 REFERENCE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "luna16_reference").resolve()
 
@@ -58,3 +60,28 @@ def test_book_validation_split(reference_table) -> None:
     assert round(diameter_auc(subset), 3) == 0.846
     low, high = bootstrap_auc_ci(subset["diameter_mm"], subset["mal_bool"], n_boot=500)
     assert low < 0.846 < high
+
+
+def test_found_nodules_take_the_most_likely_reported_finding_within_the_radius() -> None:
+    truth = pd.DataFrame({"seriesuid": ["a", "a", "b"], "coordX": [0.0, 50.0, 0.0], "coordY": 0.0, "coordZ": 0.0,
+                          "diameter_mm": [10.0, 10.0, 8.0], "mal_bool": [True, False, False]})
+    detections = pd.DataFrame({
+        "seriesuid": ["a", "a", "a", "b"], "coordX": [1.0, 3.0, 56.0, 0.5], "coordY": 0.0, "coordZ": 0.0,
+        "p_nodule": [0.6, 0.9, 0.95, 0.2], "p_malignant": [0.1, 0.8, 0.3, 0.5], "diameter_mm": [9.0, 11.0, 4.0, 7.0]})
+    found = found_nodules(truth, detections, threshold=0.5)
+    # Nodule 1: two hits, the 0.9 one speaks for it; nodule 2: its finding lies 6 mm away (radius 5);
+    # nodule 3: its only finding is below the reporting threshold.
+    assert found.to_dict("records") == [{"seriesuid": "a", "mal_bool": True, "p_malignant": 0.8, "measured_diameter_mm": 11.0}]
+
+
+def test_model_against_diameter_pairs_the_resamples() -> None:
+    rng = np.random.default_rng(0)
+    label = np.r_[np.ones(30, bool), np.zeros(60, bool)]
+    found = pd.DataFrame({"mal_bool": label, "p_malignant": np.where(label, 0.7, 0.3) + rng.normal(0, 0.05, 90),
+                          "measured_diameter_mm": rng.normal(8, 2, 90) + 1.0 * label})
+    result = model_against_diameter(found, n_boot=300)
+    assert result["nodules"] == 90 and result["malignant"] == 30
+    assert result["model_auc"] == pytest.approx(1.0) and result["diameter_auc"] < 0.8
+    lo, hi = result["difference_ci"]
+    assert 0 < lo <= result["difference"] <= hi
+    assert model_against_diameter(found[~found["mal_bool"]])["model_auc"] is None
