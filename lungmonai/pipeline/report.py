@@ -141,9 +141,30 @@ def _records(analysis: Analysis, settings: PipelineSettings) -> tuple[list[dict[
             "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),  # unrounded, as the confusion table decides
             "voxels": int(row.voxels),
             "diameter_mm": round(float(row.diameter_mm), 2),
+            "side": patient_side(analysis.ct.hu, analysis.ct.geometry, (row.center_i, row.center_r, row.center_c)),
             **_size_fields(component, analysis.ct.geometry.spacing_irc),
         })
     return records, components
+
+
+BODY_HU = -500  # denser than lung: the body's tissue on an axial slice
+
+
+def patient_side(hu: np.ndarray, geometry: Geometry, center_irc: Sequence[float]) -> str | None:
+    """"right" or "left": the patient's side of the body's midline the finding lies on.
+
+    The midline is the centroid of the body's tissue on the finding's axial slice, so the answer
+    does not depend on where the scanner put its origin (x < 0 is the patient's right only for an
+    origin on the midline). LUNA16's x grows toward the patient's left. None when the slice holds
+    no body tissue.
+    """
+    i = int(np.clip(round_half_up(np.asarray(center_irc, dtype=np.float64))[0], 0, hu.shape[0] - 1))
+    body = np.argwhere(hu[i] > BODY_HU)
+    if not len(body):
+        return None
+    midline = irc_to_xyz(np.array([i, *body.mean(axis=0)]), geometry)
+    finding = irc_to_xyz(np.asarray(center_irc, dtype=np.float64), geometry)
+    return "left" if finding[0] > midline[0] else "right"
 
 
 def nodule_records(analysis: Analysis, settings: PipelineSettings) -> list[dict[str, Any]]:

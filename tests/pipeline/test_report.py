@@ -54,3 +54,18 @@ def test_each_picture_shows_the_slice_through_its_own_nodule(tmp_path: Path, mon
     monkeypatch.setattr(report, "nodule_figure", spy)
     written = report.write_reports(analysis, tmp_path, PipelineSettings(nodule_threshold=0.5))
     assert shown == [20, 70] and written["pictures"] == ["ct_nodule1.png", "ct_nodule2.png"]
+
+
+def test_the_side_is_the_patients_whatever_the_origin_and_the_x_direction() -> None:
+    from lungmonai.io.volume import Geometry
+    from lungmonai.pipeline.report import patient_side
+
+    hu = np.full((4, 40, 60), -1000, dtype=np.int16)
+    hu[:, 5:35, 10:50] = 40  # the body, columns 10-49: midline at column 29.5
+    for origin_x in (-300.0, 0.0, 250.0):
+        forward = Geometry((origin_x, 0.0, 0.0), (0.8, 0.8, 2.0))
+        assert patient_side(hu, forward, (2, 20, 15)) == "right"  # x grows toward the patient's left
+        assert patient_side(hu, forward, (2, 20, 45)) == "left"
+        mirrored = Geometry((origin_x, 0.0, 0.0), (0.8, 0.8, 2.0), (-1, 0, 0, 0, 1, 0, 0, 0, 1))
+        assert patient_side(hu, mirrored, (2, 20, 15)) == "left"  # columns run toward the patient's right
+    assert patient_side(np.full((2, 5, 5), -1000, dtype=np.int16), Geometry((0, 0, 0), (1, 1, 1)), (1, 2, 2)) is None
