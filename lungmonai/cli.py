@@ -1,4 +1,6 @@
 """``lungmonai analyze PATH [--out DIR]`` and ``lungmonai evaluate``: the pipeline from a shell.
+``lungmonai import-book-checkpoint PATH --stage cls|seg|malignancy --out DIR`` turns a checkpoint
+trained with the code of *Deep Learning with PyTorch* into a bundles folder for ``--bundles DIR``.
 
 Thresholds come from the bundles' ``contract.json`` (the same settings the pipeline bundle uses),
 and any of them can be overridden with a flag. The bundles are ``--bundles DIR``, else the
@@ -40,6 +42,22 @@ def _check_device(device: str | None) -> None:
         raise ValueError(f"--device {device}: this machine has no CUDA GPU (or torch is a CPU build); use cpu")
 
 
+def _import_book(args: argparse.Namespace) -> int:
+    from lungmonai.book.checkpoint import import_book_checkpoint, summary
+    from lungmonai.usererrors import user_error_line
+
+    try:
+        weights = import_book_checkpoint(args.path, args.stage, args.out, bundles_dir=args.bundles, force=args.force)
+    except (OSError, ValueError) as error:  # not a book checkpoint of that stage, a missing file: one line
+        line = user_error_line(error)
+        if line is None:
+            raise
+        print(f"lungmonai: error: {line}", file=sys.stderr)
+        return 1
+    print(f"imported {summary(weights)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lungmonai", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -52,6 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_p.add_argument("--part", default="test", choices=("val", "test"))
     evaluate_p.add_argument("--out", default="output/evaluation")
     evaluate_p.add_argument("--n_boot", type=int, default=1000)
+    book_p = sub.add_parser("import-book-checkpoint",
+                            help="make a bundles folder from a checkpoint trained with Deep Learning with PyTorch's code")
+    book_p.add_argument("path", help="the book's .state file")
+    book_p.add_argument("--stage", required=True, choices=("cls", "seg", "malignancy"),
+                        help="which network it is: nodule classifier, segmentation, malignancy classifier")
+    book_p.add_argument("--out", required=True, metavar="BUNDLES_DIR",
+                        help="the bundles folder to write (made from --bundles on the first import; "
+                             "import the other stages into the same one)")
+    book_p.add_argument("--bundles", default=None, metavar="DIR",
+                        help="the bundles whose configs are copied (default: $LUNGMONAI_BUNDLES, else the installed bundles)")
+    book_p.add_argument("--force", action="store_true", help="replace weights an earlier import wrote for this stage")
     for p in (analyze_p, evaluate_p):
         p.add_argument("--device", default=None, help="cpu or cuda:N (default: cuda if available)")
         p.add_argument("--bundles", default=None, metavar="DIR",
@@ -59,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         for f in fields(PipelineSettings):
             p.add_argument(f"--{f.name}", type=type(f.default), default=None)
     args = ap.parse_args(argv)
+    if args.command == "import-book-checkpoint":
+        return _import_book(args)
     try:  # impossible values are usage errors, refused before any model loads or CT is read
         settings = _settings(args)
         _check_device(args.device)
