@@ -22,6 +22,8 @@ from lungmonai.config import contract, find_bundles
 from lungmonai.tables.prepare import prepare_cache
 from lungmonai.usererrors import run_command
 
+PROG = Path(__file__).name
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     report = prepare_cache(args.dataset_dir, args.prepared, cache_dir=args.cache_dir, workers=args.workers, scheduler=args.scheduler,
                           grid_spacing_xyz=contract(find_bundles(args.bundles))["grid_spacing_xyz"])
     print(json.dumps(report.to_json(), indent=2))
+    for uid in sorted(report.damaged):
+        print(f"{PROG}: warning: {report.damaged[uid]}; rebuilt", file=sys.stderr)
+    for uid in sorted(report.failed):  # the errors, one line each, where errors go
+        print(f"{PROG}: error: {report.failed[uid]}", file=sys.stderr)
     return 1 if report.failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_command(Path(__file__).name, main))
+    sys.exit(run_command(PROG, main))

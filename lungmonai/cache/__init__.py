@@ -2,6 +2,7 @@
 
 from lungmonai.cache.build import BuildReport, CacheBuildError, build_cache, build_series_entry
 from lungmonai.cache.crops import (
+    CacheCorruptError,
     CacheMissError,
     CacheParams,
     CropCache,
@@ -14,6 +15,7 @@ from lungmonai.cache.crops import (
 __all__ = [
     "BuildReport",
     "CacheBuildError",
+    "CacheCorruptError",
     "CacheMissError",
     "CacheParams",
     "CropCache",

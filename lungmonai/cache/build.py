@@ -4,7 +4,9 @@ Parallel over series (a series is the unit of I/O: one CT read feeds all its cro
 local process pool by default or a Dask distributed cluster when a scheduler address is
 given. Each entry is committed by its sidecar, written last, so a killed build leaves no
 entry that looks valid and a rerun only does the series that are missing or stale. A series
-that fails is reported with its file; the others' finished entries are kept.
+that fails is reported with its file; the others' finished entries are kept. An entry whose key
+is current is also read through against the CRC-32s its sidecar recorded: one whose bytes changed
+since (a damaged disk, a stray write at the same size) is rebuilt and reported as damaged.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lungmonai.cache.atomic import atomic_save_npy, atomic_write_json, remove_stale_temps
+from lungmonai.cache.atomic import atomic_save_npy_crc32, atomic_write_json, remove_stale_temps
 from lungmonai.cache.crops import (
     CACHE_FORMAT,
     CROPS_FILE,
@@ -31,8 +33,11 @@ from lungmonai.cache.crops import (
     CacheParams,
     CropCache,
     clip_hu,
+    crc32,
+    damaged_file,
     entry_key,
     extract_crop,
+    read_entry,
     series_dir,
 )
 from lungmonai.geometry import xyz_to_irc
@@ -52,6 +57,7 @@ class BuildReport:
     built: list[str] = field(default_factory=list)
     fresh: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)  # current key, bytes changed: rebuilt (or failed)
     centres_outside_volume: int = 0
     seconds: float = 0.0
 
@@ -60,6 +66,7 @@ class BuildReport:
             "built": len(self.built),
             "fresh": len(self.fresh),
             "failed": dict(sorted(self.failed.items())),
+            "damaged_rebuilt": dict(sorted(self.damaged.items())),
             "centres_outside_volume": self.centres_outside_volume,
             "seconds": round(self.seconds, 2),
         }
@@ -107,8 +114,8 @@ def build_series_entry(
         outside = int((~inside).sum())
         for k, center_irc in enumerate(centers_irc):
             crops[k] = extract_crop(volume, center_irc, params.crop_shape, params.pad_value)
-    atomic_save_npy(directory / CROPS_FILE, crops)
-    atomic_save_npy(directory / VOLUME_FILE, volume)
+    checksums = {CROPS_FILE: atomic_save_npy_crc32(directory / CROPS_FILE, crops),
+                 VOLUME_FILE: atomic_save_npy_crc32(directory / VOLUME_FILE, volume)}
     entry = {
         "format": CACHE_FORMAT,
         "series_uid": series_uid,
@@ -121,15 +128,29 @@ def build_series_entry(
         "volume_shape": list(volume.shape),
         "centres_outside_volume": outside,
         "files": {name: (directory / name).stat().st_size for name in (CROPS_FILE, VOLUME_FILE)},
+        "crc32": checksums,
+        "crop_crc32": [crc32(crop) for crop in crops],
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     _write_entry_sidecar(directory, entry)
     return {"series_uid": series_uid, "centres_outside_volume": outside}
 
 
+def _damage(cache_dir: str | os.PathLike[str], series_uid: str) -> str | None:
+    """``"<file>: <problem>"`` when the entry's data files differ from its recorded CRC-32s, else None."""
+    entry = read_entry(cache_dir, series_uid)
+    if entry is None:
+        return f"{series_dir(cache_dir, series_uid) / ENTRY_FILE}: changed while it was checked"
+    return damaged_file(series_dir(cache_dir, series_uid), entry)
+
+
 def _describe_failure(source_path: Any, exc: BaseException) -> str:
-    """Name the file once: CTReadError messages already start with the path."""
+    """Name the file once: CTReadError messages already are ``"<file>: <problem>"``."""
+    from lungmonai.io.errors import CTReadError
+
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, CTReadError):
+        return message
     if str(source_path) in message:
         return f"{type(exc).__name__}: {message}"
     return f"{source_path}: {type(exc).__name__}: {message}"
@@ -190,6 +211,7 @@ def build_cache(
     reader = CropCache(cache_dir, crop_shape, hu_clip, pad_value, grid_spacing_xyz=grid_spacing_xyz)
     report = BuildReport()
     jobs: list[tuple[str, Path, np.ndarray]] = []
+    current: list[tuple[str, Path, np.ndarray]] = []
     ordered = table.sort_values(["series_uid", "series_row"], kind="mergesort")
     for uid, rows in ordered.groupby("series_uid", sort=True):
         uid = str(uid)
@@ -202,9 +224,22 @@ def build_cache(
             report.failed[uid] = f"series {uid}: no CT file found for it"
             continue
         if reader.is_fresh(uid, source, centers):
-            report.fresh.append(uid)
+            current.append((uid, Path(source), centers))
         else:
             jobs.append((uid, Path(source), centers))
+    if current:  # read the current entries through (threads: zlib and file reads release the GIL)
+        bar = progress(total=len(current), desc="checking cached series", unit="series")
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, min(workers or os.cpu_count() or 1, len(current)))) as pool:
+                for job, problem in zip(current, pool.map(lambda job: _damage(cache_dir, job[0]), current)):
+                    if problem is None:
+                        report.fresh.append(job[0])
+                    else:
+                        report.damaged[job[0]] = problem
+                        jobs.append(job)
+                    bar.update(1)
+        finally:
+            bar.close()
 
     n_workers = max(1, min(workers or os.cpu_count() or 1, max(len(jobs), 1)))
     if jobs:

@@ -10,6 +10,13 @@ written last and holds the entry key (source identity + crop parameters + hash o
 candidate centres): it is the commit marker, so data files without a matching sidecar are
 never trusted. Reads go through ``np.load(mmap_mode="r")``: a training step
 touches one crop, not the whole file, and the OS page cache is shared by DataLoader workers.
+
+The sidecar also holds a CRC-32 of each data file and of each crop, taken as they were written:
+a file changed or damaged at the same size is found by the freshness check (``prepcache``
+rebuilds the entry and reports it), a crop is checked on every read (about 0.03 ms) and a volume
+the first time a process opens it, and a mismatch raises :class:`CacheCorruptError` naming the
+file instead of training on the damaged bytes. Entries written before the checksums (format 3)
+count as stale and are rebuilt; until then they are read unchecked.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +36,8 @@ import numpy as np
 from lungmonai.cache.source import source_identity
 from lungmonai.io.volume import Geometry
 
-CACHE_FORMAT = 3  # 2: volumes and crops in LUNA16's layout (io.orient.to_lps); 3: on the working grid
+CACHE_FORMAT = 4  # 2: volumes and crops in LUNA16's layout (io.orient.to_lps); 3: on the working grid;
+# 4: CRC-32 of each data file and each crop in the sidecar
 ANY_GRID = "any"  # a reader that takes the entries on whatever grid they were built
 CROPS_FILE = "crops.npy"
 VOLUME_FILE = "volume.npy"
@@ -42,6 +51,51 @@ class CacheMissError(LookupError):
 
     def __str__(self) -> str:  # LookupError would quote the message like a dict key
         return str(self.args[0]) if self.args else ""
+
+
+class CacheCorruptError(ValueError):
+    """A cache data file's bytes differ from what its sidecar recorded when it was written (changed
+    or damaged on disk since); the message starts with the file. Rebuild with ``prepcache``."""
+
+
+REBUILD_HINT = "rebuild it with data_prep/prepcache.py --dataset_dir DATASET"
+
+
+def _changed_message(path: Path, what: str) -> str:
+    return (f"{path}: {what} differs from the checksum recorded when the cache entry was built "
+            "(the file was changed or damaged since)")
+
+
+def _changed(path: Path, what: str) -> CacheCorruptError:
+    return CacheCorruptError(f"{_changed_message(path, what)}; {REBUILD_HINT}")
+
+
+def crc32(buffer: Any) -> int:
+    """CRC-32 of a bytes-like object or a C-contiguous array."""
+    return zlib.crc32(buffer) & 0xFFFFFFFF
+
+
+def file_crc32(path: Path, chunk: int = 1 << 22) -> int:
+    """CRC-32 of a file's bytes, read in ``chunk``-sized pieces."""
+    value = 0
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    with open(path, "rb") as handle:
+        while n := handle.readinto(buffer):
+            value = zlib.crc32(view[:n], value)
+    return value & 0xFFFFFFFF
+
+
+def damaged_file(directory: Path, entry: dict[str, Any]) -> str | None:
+    """``"<file>: <problem>"`` for the first data file of the entry whose bytes differ from the
+    CRC-32 its sidecar recorded, None when all match. Reads every data file in full."""
+    for name, expected in sorted(entry["crc32"].items()):
+        try:
+            if file_crc32(directory / name) != int(expected):
+                return _changed_message(directory / name, "its content")
+        except OSError as error:
+            return f"{directory / name}: {error.strerror or type(error).__name__}"
+    return None
 
 
 def round_half_up(center_irc: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -208,10 +262,14 @@ class CropCache:
         pad_value: int = -1000,
         max_open: int = 512,
         grid_spacing_xyz: Sequence[float] | None | str = ANY_GRID,
+        verify: bool = True,
     ) -> None:
         """``grid_spacing_xyz``: the working grid the entries must be on (None: the CTs' own
-        voxels); by default entries are read on whatever grid they were built."""
+        voxels); by default entries are read on whatever grid they were built. ``verify``: check
+        each crop read, and each volume when this process first opens it, against the sidecar's
+        CRC-32 (False only to measure what the check costs)."""
         self.cache_dir = Path(cache_dir)
+        self.verify = verify
         self.params = CacheParams(tuple(crop_shape), tuple(hu_clip), pad_value)  # type: ignore[arg-type]
         self.grid = grid_spacing_xyz if isinstance(grid_spacing_xyz, str) else grid_json(grid_spacing_xyz)
         self._open = PerProcessLRU(max_open)
@@ -247,18 +305,36 @@ class CropCache:
 
     def _memmap(self, series_uid: str, name: str) -> np.ndarray:
         def load() -> np.ndarray:
-            self.entry(series_uid)
-            return np.load(self.series_dir(series_uid) / name, mmap_mode="r", allow_pickle=False)
+            entry = self.entry(series_uid)
+            path = self.series_dir(series_uid) / name
+            if name == VOLUME_FILE and self.verify and "crc32" in entry:
+                _verify_once(path, int(entry["crc32"][name]))
+            try:
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, EOFError) as error:  # a header no longer numpy's
+                raise CacheCorruptError(f"{path}: not a readable array any more ({error}); {REBUILD_HINT}") from None
+            expected = ((entry["key"].get("n_crops", array.shape[0]), *self.params.crop_shape) if name == CROPS_FILE
+                        else tuple(entry.get("volume_shape", array.shape)))
+            if array.dtype != np.int16 or array.shape != tuple(expected):
+                raise CacheCorruptError(f"{path}: holds {array.dtype} {array.shape}, its sidecar says int16 "
+                                        f"{tuple(expected)}; {REBUILD_HINT}")
+            return array
 
         return self._open.get((name, series_uid), load)
 
     def read_crop(self, series_uid: str, series_row: int) -> np.ndarray:
-        """Crop ``series_row`` of the series: int16 ``crop_shape`` array (a private copy)."""
+        """Crop ``series_row`` of the series: int16 ``crop_shape`` array (a private copy), checked
+        against the CRC-32 recorded for it (:class:`CacheCorruptError` naming the file if it differs)."""
         crops = self._memmap(series_uid, CROPS_FILE)
         row = int(series_row)
         if not 0 <= row < crops.shape[0]:
             raise IndexError(f"series {series_uid} has {crops.shape[0]} cached crops, asked for row {row}")
-        return np.array(crops[row])
+        crop = np.array(crops[row])
+        if self.verify:
+            expected = self.entry(series_uid).get("crop_crc32")
+            if expected is not None and crc32(crop) != expected[row]:
+                raise _changed(self.series_dir(series_uid) / CROPS_FILE, f"crop {row}")
+        return crop
 
     def read_volume(self, series_uid: str) -> tuple[np.ndarray, Geometry]:
         """The clipped int16 (I, R, C) volume as a read-only memmap, and its geometry."""
@@ -277,9 +353,10 @@ class CropCache:
         return True
 
     def is_fresh(self, series_uid: str, source_path: str | os.PathLike[str], centers_xyz: np.ndarray) -> bool:
-        """The entry exists, is complete, and matches the source files, params and centres now."""
+        """The entry exists, is complete, and matches the source files, params and centres now
+        (by its key: :func:`damaged_file` checks the data files' bytes)."""
         entry = read_entry(self.cache_dir, series_uid)
-        if entry is None:
+        if entry is None or "crc32" not in entry or "crop_crc32" not in entry:
             return False
         try:
             grid = None if self.grid == ANY_GRID else self.grid
@@ -290,6 +367,23 @@ class CropCache:
     def forget(self) -> None:
         """Drop open memmaps and sidecars (after a rebuild in this process)."""
         self._open.clear()
+
+
+_VERIFIED: dict[str, Any] = {"pid": None, "files": set()}
+
+
+def _verify_once(path: Path, expected: int) -> None:
+    """Check ``path``'s CRC-32 unless this process already found it intact (as the same file:
+    size and mtime); a reader evicting and reopening a volume reads it through only once."""
+    if _VERIFIED["pid"] != os.getpid():  # a forked worker checks for itself
+        _VERIFIED["pid"], _VERIFIED["files"] = os.getpid(), set()
+    st = path.stat()
+    identity = (str(path), st.st_size, st.st_mtime_ns, expected)
+    if identity in _VERIFIED["files"]:
+        return
+    if file_crc32(path) != expected:
+        raise _changed(path, "its content")
+    _VERIFIED["files"].add(identity)
 
 
 def require_grid(cache_dir: str | os.PathLike[str], grid_spacing_xyz: Sequence[float] | None) -> None:

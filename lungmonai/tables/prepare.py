@@ -46,6 +46,11 @@ def series_extents(series_paths: Mapping[str, Path]) -> dict[str, Extent]:
     return extents
 
 
+def _require_dataset_dir(dataset_dir: str | os.PathLike[str]) -> None:
+    if not Path(dataset_dir).is_dir():
+        raise FileNotFoundError(f"{dataset_dir}: dataset directory not found")
+
+
 def default_prepared_dir(dataset_dir: str | os.PathLike[str]) -> Path:
     return Path(dataset_dir) / "prepared"
 
@@ -64,6 +69,7 @@ def prepare_cache(
     from lungmonai.io import find_series
 
     prepared = Path(prepared_dir) if prepared_dir is not None else default_prepared_dir(dataset_dir)
+    _require_dataset_dir(dataset_dir)
     table = load_candidate_table(prepared / TABLE_FILE)
     return build_cache(
         table,
@@ -100,6 +106,9 @@ def prepare_dataset(
 
     start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else default_prepared_dir(dataset_dir)
+    _require_dataset_dir(dataset_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a directory (the prepared table, split and cache go in a folder)")
     if out.resolve() == Path(dataset_dir).resolve():
         # The prepared table is named candidates.csv too: it would replace LUNA16's own file.
         raise ValueError(f"{out}: the prepared directory cannot be the dataset directory itself "
@@ -107,16 +116,17 @@ def prepare_dataset(
     out.mkdir(parents=True, exist_ok=True)
     series_paths = find_series(dataset_dir)
     table, table_summary = build_candidate_table(dataset_dir, series_paths, extents=series_extents(series_paths))
-    save_candidate_table(table, out / TABLE_FILE)
 
-    split_path = out / SPLIT_FILE
+    split_path = out / SPLIT_FILE  # read (and refused) before anything is written
     if split_path.is_file() and not new_split:
         split = load_split(split_path)
         split_action = "kept existing"
     else:
         split = make_split(table, mode=split_mode, seed=seed, fractions=fractions, extra_series=series_paths)
-        save_split(split, split_path)
         split_action = "made new"
+    save_candidate_table(table, out / TABLE_FILE)
+    if split_action == "made new":
+        save_split(split, split_path)
     unknown = sorted(set(series_paths) - set(split.all_series))
 
     summary: dict[str, Any] = {
@@ -165,6 +175,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         c = summary["cache"]
         grid = "each CT's own voxels" if c.get("grid_spacing_xyz") is None else f"{c['grid_spacing_xyz']} mm"
         lines.append(f"cache ({grid}): {c['built']} built, {c['fresh']} already fresh, {len(c['failed'])} failed, in {c['seconds']} s")
+        for uid, message in c.get("damaged_rebuilt", {}).items():
+            lines.append(f"  DAMAGED, rebuilt {uid}: {message}")
         for uid, message in c["failed"].items():
             lines.append(f"  FAILED {uid}: {message}")
     lines.append(f"written to {summary['prepared_dir']}")
