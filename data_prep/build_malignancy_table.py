@@ -49,8 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--annotations {args.annotations}: no such file")
     if args.dataset_dir is not None and not args.dataset_dir.is_dir():
         parser.error(f"--dataset_dir {args.dataset_dir}: not a directory")
+    for option, path in (("--out", args.out), ("--join_out", args.join_out)):
+        if path is not None and path.is_dir():  # found now, not after clustering all of LIDC
+            parser.error(f"{option} {path}: is a directory; give the CSV file's name")
     if args.annotations is not None:
         join_out = args.join_out or args.dataset_dir / "annotations_with_malignancy.csv"
+        if join_out.is_dir():
+            parser.error(f"--join_out {join_out}: is a directory; give the CSV file's name")
         if join_out.resolve() == args.out.resolve():  # the join would overwrite the nodule table just written
             parser.error(f"--out {args.out} is also where the join goes (--join_out): give the nodule table another name")
     return args

@@ -23,6 +23,8 @@ from lungmonai.config import contract, find_bundles
 from lungmonai.tables.prepare import format_summary, prepare_dataset
 from lungmonai.usererrors import run_command
 
+PROG = Path(__file__).name
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         grid_spacing_xyz=contract(find_bundles(args.bundles))["grid_spacing_xyz"],
     )
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-    return 1 if summary.get("cache", {}).get("failed") else 0
+    failed = summary.get("cache", {}).get("failed", {})
+    for uid in sorted(failed):  # the errors, one line each, where errors go
+        print(f"{PROG}: error: {failed[uid]}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_command(Path(__file__).name, main))
+    sys.exit(run_command(PROG, main))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lungmonai.config import find_bundles
 from lungmonai.pipeline.analysis import PipelineSettings, pipeline_settings
-from lungmonai.usererrors import user_error_line
+from lungmonai.usererrors import user_error_in
 
 
 def bundle_settings(bundles_dir: str | Path | None = None) -> PipelineSettings:
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except UnreadableCTs as error:
         print(f"lungmonai: error: {error}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as error:  # CTReadError, a bad table, a crafted checkpoint; bugs re-raise
-        line = user_error_line(error)
+    except (OSError, ValueError, RuntimeError) as error:  # CTReadError, a bad table, a crafted checkpoint
+        line = user_error_in(error)  # also through a bundle config's RuntimeError; bugs re-raise
         if line is None:
             raise
         print(f"lungmonai: error: {line}", file=sys.stderr)

@@ -9,6 +9,7 @@ package goes through :func:`load_weights` (``weights_only=True``), and every sav
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def load_weights(path: str | Path, map_location: Any = "cpu") -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = re.sub(r"\x1b\[[0-9;]*m", "", first)  # torch's message carries terminal bold
         raise UnsafeCheckpointError(
             f"{path}: not a plain checkpoint (tensors and plain values only); refused to load it, "
             f"since loading it could run code ({first})"

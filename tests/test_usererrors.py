@@ -42,3 +42,66 @@ def test_run_command_prints_one_line_and_returns_1(tmp_path, capsys) -> None:
     assert run_command("prog.py", fails) == 1
     err = capsys.readouterr().err
     assert err == f"prog.py: error: {tmp_path / 'nope.csv'}: No such file or directory\n"
+
+
+def _wrapped(error: BaseException) -> RuntimeError:
+    """``error`` as MONAI re-raises it from a config expression."""
+    try:
+        try:
+            raise error
+        except Exception as inner:
+            raise RuntimeError("Failed to evaluate ConfigExpression: ...") from inner
+    except RuntimeError as outer:
+        return outer
+
+
+def test_a_user_error_is_found_inside_the_wrappers(tmp_path) -> None:
+    from lungmonai.cache.crops import CacheCorruptError, CacheMissError
+    from lungmonai.usererrors import user_error_in
+
+    crops = tmp_path / "crops.npy"
+    crops.write_bytes(b"")
+    corrupt = CacheCorruptError(f"{crops}: crop 3 differs")
+    assert user_error_in(_wrapped(corrupt)) == f"{crops}: crop 3 differs"
+    assert user_error_in(_wrapped(FileNotFoundError(f"{tmp_path}/prepared: missing split.json"))) == (
+        f"{tmp_path}/prepared: missing split.json")
+    assert user_error_in(CacheMissError(f"{tmp_path}: no complete cache entry")) == f"{tmp_path}: no complete cache entry"
+    # a DataLoader worker's error reaches the main process as its traceback's text
+    worker = RuntimeError("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                          '  File "x.py", line 1, in f\n'
+                          f"lungmonai.cache.crops.CacheCorruptError: {crops}: crop 3 differs\n\n"
+                          "The above exception was the direct cause of the following exception:\n\n"
+                          "RuntimeError: applying transform <LoadCandidateCropd>\n")
+    assert user_error_in(_wrapped(worker)) == f"{crops}: crop 3 differs"
+
+
+def test_bugs_inside_the_wrappers_stay_bugs(tmp_path) -> None:
+    from lungmonai.usererrors import user_error_in
+
+    assert user_error_in(_wrapped(KeyError("x"))) is None
+    assert user_error_in(_wrapped(ValueError("operands could not be broadcast"))) is None
+    assert user_error_in(RuntimeError(f"lungmonai.nope.Error: {tmp_path}: made up")) is None  # no such class loaded
+    try:  # raised while handling a user error, not wrapping it
+        try:
+            raise FileNotFoundError(f"{tmp_path}/x: missing")
+        except FileNotFoundError:
+            raise TypeError("a bug in the handler")
+    except TypeError as bug:
+        assert user_error_in(bug) is None
+
+
+def test_the_hook_prints_one_line_for_user_errors_and_keeps_tracebacks_for_bugs(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+
+    from lungmonai.usererrors import install_hook
+
+    seen = []
+    monkeypatch.setattr(sys, "excepthook", lambda *info: seen.append(info[1]))
+    install_hook("prog")
+    install_hook("other")  # a second install keeps the first
+    error = _wrapped(FileNotFoundError(f"{tmp_path}/prepared: missing split.json"))
+    sys.excepthook(type(error), error, None)
+    assert capsys.readouterr().err == f"prog: error: {tmp_path}/prepared: missing split.json\n" and not seen
+    bug = _wrapped(KeyError("x"))
+    sys.excepthook(type(bug), bug, None)
+    assert seen == [bug] and capsys.readouterr().err == ""
