@@ -135,7 +135,7 @@ def evaluate_split(
         seconds.append(sum(analysis.seconds.values()))
         found[uid] = analysis.components_found
         if reports:
-            written.append(write_reports(analysis, out / "reports", settings))
+            written.append(write_reports(analysis, out / "reports", settings, type_model=models.nodule_type))
         c = analysis.candidates
         frame = pd.DataFrame({"seriesuid": uid, "coordX": c["center_x"], "coordY": c["center_y"],
                               "coordZ": c["center_z"], "probability": c["p_nodule"],

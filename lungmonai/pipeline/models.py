@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +32,8 @@ class PipelineModels:
     crop_transform: Callable
     malignancy: nn.Module | None
     device: torch.device
+    # Nodule type and calcification for Lung-RADS (lungmonai.nodule_type): plain JSON, no network.
+    nodule_type: Any = None
 
 
 def _crop_classifier(bundle_root: Path, device: torch.device) -> tuple[nn.Module, Callable]:
@@ -70,4 +73,9 @@ def load_models(
         malignancy, _ = _crop_classifier(mal_root, device)
     elif with_malignancy:
         logger.warning("%s: no malignancy model; P(malignant) is left empty", mal_root / "models/model.pt")
-    return PipelineModels(segmenter, seg_settings, classifier, crop_transform, malignancy, device)
+    nodule_type = None
+    if (bundles / "nodule_type").is_dir():
+        from lungmonai.nodule_type import load_default_model
+
+        nodule_type = load_default_model(bundles)
+    return PipelineModels(segmenter, seg_settings, classifier, crop_transform, malignancy, device, nodule_type)

@@ -125,7 +125,8 @@ def _size_fields(component: Component | None, spacing_irc: np.ndarray) -> dict[s
     return {k: round(v, 1) for k, v in size.items()}
 
 
-def _records(analysis: Analysis, settings: PipelineSettings) -> tuple[list[dict[str, Any]], list[Component | None]]:
+def _records(analysis: Analysis, settings: PipelineSettings,
+             type_model: Any = None) -> tuple[list[dict[str, Any]], list[Component | None]]:
     records = []
     geometry = analysis.source_geometry or analysis.ct.geometry  # indices into the file as given
     ranked = _ranked_nodules(analysis, settings)
@@ -144,7 +145,25 @@ def _records(analysis: Analysis, settings: PipelineSettings) -> tuple[list[dict[
             "side": patient_side(analysis.ct.hu, analysis.ct.geometry, (row.center_i, row.center_r, row.center_c)),
             **_size_fields(component, analysis.ct.geometry.spacing_irc),
         })
+        records[-1].update(_type_fields(analysis, component, records[-1]["mean_diameter_mm"], type_model))
     return records, components
+
+
+def _type_fields(analysis: Analysis, component: Component | None, mean_diameter_mm: float | None,
+                 type_model: Any) -> dict[str, Any]:
+    """Type, calcification and Lung-RADS category of one nodule, from its component's density on
+    the working grid (``lungmonai.nodule_type``); None for each where the model or the component
+    is missing."""
+    if type_model is None or component is None or mean_diameter_mm is None:
+        return {"type": None, "calcified": None, "lung_rads": None}
+    from lungmonai.nodule_type import predict_type
+    from lungmonai.reports.lungrads import nodule_category
+
+    lo, crop = component
+    hu = analysis.ct.hu[lo[0]:lo[0] + crop.shape[0], lo[1]:lo[1] + crop.shape[1], lo[2]:lo[2] + crop.shape[2]]
+    kind = predict_type(hu, crop, analysis.ct.geometry.spacing_irc, type_model)
+    return {"type": kind["type"], "calcified": bool(kind["calcified"]),
+            "lung_rads": nodule_category(kind["type"], mean_diameter_mm, None, calcified=bool(kind["calcified"]))}
 
 
 BODY_HU = -500  # denser than lung: the body's tissue on an axial slice
@@ -183,8 +202,10 @@ def picture_caption(analysis: Analysis, record: dict[str, Any]) -> str:
     else:
         size = f"{record['long_axis_mm']:.1f} x {record['short_axis_mm']:.1f} mm, {record['volume_mm3']:.0f} mm³"
     p_mal = "n/a" if record["p_malignant"] is None else f"{record['p_malignant']:.2f}"
+    kind = "" if not record.get("type") else (
+        f", {record['type']}{' calcified' if record.get('calcified') else ''}, Lung-RADS {record['lung_rads']}")
     return (f"{analysis.ct.series_uid[-24:]}  nodule {record['rank']}: {size}, "
-            f"P(nodule) {record['p_nodule']:.2f}, P(malignant) {p_mal}")
+            f"P(nodule) {record['p_nodule']:.2f}, P(malignant) {p_mal}{kind}")
 
 
 def nodule_picture(analysis: Analysis, record: dict[str, Any], center_irc: Sequence[float],
@@ -224,11 +245,12 @@ def _remove_stale_pictures(out: Path, stem: str, keep: set[str]) -> None:
 
 
 def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSettings,
-                  pictures: bool = True, write_mask: bool = False) -> dict[str, Any]:
-    """Write every output of one CT; returns the JSON report."""
+                  pictures: bool = True, write_mask: bool = False, type_model: Any = None) -> dict[str, Any]:
+    """Write every output of one CT; returns the JSON report. ``type_model``: the nodule-type
+    model (``PipelineModels.nodule_type``); without it type and Lung-RADS are left empty."""
     out = Path(out_dir)
     stem = analysis.ct.series_uid
-    records, components = _records(analysis, settings)
+    records, components = _records(analysis, settings, type_model)
     atomic_write_csv(out / f"{stem}_submission.csv", submission_rows(analysis), index=False)
     report = {
         "series_uid": analysis.ct.series_uid,

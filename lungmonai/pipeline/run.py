@@ -111,7 +111,8 @@ def analyze(
         written_by[ct.series_uid] = source
         analysis = analyze_ct(ct, models, settings)
         analysis.seconds["read"] = time.perf_counter() - start - sum(analysis.seconds.values())
-        report = write_reports(analysis, out_dir, settings, pictures=pictures, write_mask=write_mask)
+        report = write_reports(analysis, out_dir, settings, pictures=pictures, write_mask=write_mask,
+                               type_model=models.nodule_type)
         print(summary_line(report), flush=True)
         reports.append(report)
     if errors:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,8 @@ from lungmonai.metrics.confusion import detection_classes
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings
 import lungmonai.pipeline.report as report
 from lungmonai.pipeline.report import nodule_records
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_malignant_flag_uses_the_unrounded_probability_like_the_confusion_table() -> None:
@@ -69,3 +72,24 @@ def test_the_side_is_the_patients_whatever_the_origin_and_the_x_direction() -> N
         mirrored = Geometry((origin_x, 0.0, 0.0), (0.8, 0.8, 2.0), (-1, 0, 0, 0, 1, 0, 0, 0, 1))
         assert patient_side(hu, mirrored, (2, 20, 15)) == "left"  # columns run toward the patient's right
     assert patient_side(np.full((2, 5, 5), -1000, dtype=np.int16), Geometry((0, 0, 0), (1, 1, 1)), (1, 2, 2)) is None
+
+
+def test_each_nodule_gets_its_type_and_lung_rads_category_from_its_density() -> None:
+    from lungmonai.io.volume import CTVolume, Geometry
+    from lungmonai.nodule_type import load_default_model
+    from lungmonai.pipeline.report import _type_fields
+
+    hu = np.full((20, 40, 40), -850, dtype=np.int16)
+    z, y, x = np.mgrid[:20, :40, :40]
+    ball = ((z - 10) * 2.0) ** 2 + ((y - 20) * 0.7) ** 2 + ((x - 20) * 0.7) ** 2 <= 25
+    lo, hi = np.argwhere(ball).min(axis=0), np.argwhere(ball).max(axis=0) + 1
+    component = (lo, ball[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
+    analysis = SimpleNamespace(ct=CTVolume(hu=hu, geometry=Geometry((0, 0, 0), (0.7, 0.7, 2.0)), source="ct.mhd", series_uid="1"))
+    model = load_default_model(REPO / "bundles")
+
+    hu[ball] = 40  # soft tissue: a solid 10 mm nodule is Lung-RADS 4A at baseline
+    assert _type_fields(analysis, component, 10.0, model) == {"type": "solid", "calcified": False, "lung_rads": "4A"}
+    hu[ball] = -600  # hazy: ground glass under 30 mm is category 2
+    assert _type_fields(analysis, component, 10.0, model) == {"type": "ground-glass", "calcified": False, "lung_rads": "2"}
+    assert _type_fields(analysis, None, 10.0, model)["lung_rads"] is None
+    assert _type_fields(analysis, component, 10.0, None)["type"] is None

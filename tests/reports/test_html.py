@@ -111,7 +111,7 @@ def with_measurements(report: dict) -> dict:
     first.update(long_axis_mm=8.24, short_axis_mm=6.1, mean_diameter_mm=7.17, volume_mm3=181.4,
                  type="solid", lung_rads="3", side="right")
     second.update(long_axis_mm=None, short_axis_mm=None, mean_diameter_mm=None, volume_mm3=None,
-                  type="part-solid", lung_rads="4A")
+                  type="part-solid", lung_rads="4A", side=None)
     for key in ("long_axis_mm", "short_axis_mm", "mean_diameter_mm", "volume_mm3", "type", "lung_rads", "side"):
         third.pop(key, None)
     return report
