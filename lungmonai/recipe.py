@@ -1,4 +1,4 @@
-"""The training recipe behind the shipped weights: ``make train`` / ``python -m lungmonai.recipe``.
+"""The training recipe behind the shipped weights: ``python -m lungmonai.recipe``.
 
 From nothing, on the LUNA16-resolution embedded dataset (``bundles/recipe.json``), it runs:
 

@@ -57,7 +57,7 @@ def provenance(bundles_dir: Path, bundle: str, settings: dict[str, Any], state: 
         "weights": WEIGHTS,
         "sha256": sha256(weights),
         "size_bytes": weights.stat().st_size,
-        "recipe": "python -m lungmonai.recipe (make train)",
+        "recipe": "python -m lungmonai.recipe",
         "recipe_configs": ["configs/train.json", "configs/recipe.json"],
         "overrides": state.get("overrides", {}).get(bundle, {}),
         "dataset": {"generator": "lungmonai.synth", "generator_version": GENERATOR_VERSION, "mode": data["mode"],
@@ -119,5 +119,5 @@ def check_shipped(bundles_dir: str | Path, bundle: str) -> list[str]:
     if training["dataset"]["generator_version"] != GENERATOR_VERSION:
         problems.append(
             f"{bundle}: weights trained on generator version {training['dataset']['generator_version']}, the generator "
-            f"is now version {GENERATOR_VERSION}: rerun the recipe (make train)")
+            f"is now version {GENERATOR_VERSION}: rerun the recipe (python -m lungmonai.recipe)")
     return problems
