@@ -78,7 +78,8 @@ class Recipe:
 
     def mark(self, step: str, seconds: float, **facts: Any) -> None:
         """Record ``step`` as finished (atomically: a kill never leaves a half-written state)."""
-        self.state["steps"][step] = {"seconds": round(seconds, 1), "finished": _now(), **facts}
+        # The machine per step: a run resumed elsewhere finishes its steps on another one.
+        self.state["steps"][step] = {"seconds": round(seconds, 1), "finished": _now(), "machine": machine(), **facts}
         self.state.setdefault("machine", machine())
         self.state["overrides"] = self.overrides
         atomic_write_json(self.state_path, self.state)
@@ -168,10 +169,11 @@ def _train_together(r: Recipe, steps: Sequence[str]) -> None:
     logs = r.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
+    log_files = []
     try:
         for step in steps:
             bundle = TRAINED[step]
-            log = open(logs / f"{step}.log", "a")  # noqa: SIM115 - closed with the process below
+            log_files.append(log := open(logs / f"{step}.log", "a"))  # noqa: SIM115 - closed below
             running[step] = (start_bundle(r.bundles, r.dataset, bundle, RECIPE_CONFIGS, "training",
                                           r.train_overrides(bundle), log), time.perf_counter())
         failed = []
@@ -187,6 +189,8 @@ def _train_together(r: Recipe, steps: Sequence[str]) -> None:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait()
+        for log in log_files:
+            log.close()
 
 
 def _operating_point(r: Recipe) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def provenance(bundles_dir: Path, bundle: str, settings: dict[str, Any], state: 
         **_progress(bundle_dir),
         "wall_seconds": done.get("seconds"),
         "finished": done.get("finished"),
-        "machine": state.get("machine"),
+        "machine": done.get("machine", state.get("machine")),
     }
 
 

@@ -38,7 +38,7 @@ def _bundles(root: Path) -> Path:
 
 def _recipe(root: Path, bundles: Path, steps: list[str]) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "lungmonai.recipe", "--bundles_dir", str(bundles), "--out", str(root / "out"),
-           "--workers", "2", "--steps", ",".join(steps), *TINY]
+           "--workers", "2", "--parallel", "yes", "--steps", ",".join(steps), *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LUNGMONAI_PROGRESS": "0"}
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-4000:]}"
