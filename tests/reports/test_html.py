@@ -253,7 +253,7 @@ def test_a_headless_browser_renders_the_page_with_its_pictures(tmp_path: Path) -
     assert grey.std() > 10  # text, a table and pictures, not a blank page
     # The browser's DOM after loading: the same rows and pictures, nothing added.
     dom = subprocess.run([*common, "--dump-dom", page.as_uri()], check=True, timeout=180, capture_output=True,
-                         text=True).stdout
+                         encoding="utf-8").stdout
     rendered = Page(dom)
     assert len(rendered.tables["findings"]) == 3 and "script" not in rendered.tags
     for img in rendered.imgs:
