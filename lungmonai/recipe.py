@@ -209,17 +209,26 @@ def _operating_point(r: Recipe) -> dict[str, Any]:
     return {"val_cpm": metrics["cpm"], "val_cpm_ci": metrics["cpm_ci"], **point}
 
 
-def _heldout(r: Recipe) -> dict[str, Any]:
+def make_heldout(out: Path, settings: dict[str, Any], series: int, seed: int, workers: int | None = None) -> None:
+    """Generate (when missing) and split a held-out set of ``series`` series from ``seed``, held out
+    from the development selection of the recipe's ``settings``; the recipe and the demo share it."""
     from lungmonai.synth import generate_dataset
     from lungmonai.synth.heldout import Selection
     from lungmonai.tables.prepare import format_summary, prepare_dataset
 
-    h, d = r.settings["heldout"], r.settings["dataset"]
-    if not (r.heldout / "candidates.csv").is_file():
-        summary = generate_dataset(r.heldout, h["series"], mode=h["mode"], seed=h["seed"], workers=r.workers,
+    d = settings["dataset"]
+    if (out / "manifest.json").is_file():  # written last: the set is complete
+        print(f"using the held-out set already generated in {out}")
+    else:
+        summary = generate_dataset(out, series, mode=settings["heldout"]["mode"], seed=seed, workers=workers,
                                    montage=False, held_out_from=Selection(d["series"], d["seed"]))
         print(json.dumps(summary, indent=1))
-    print(format_summary(prepare_dataset(r.heldout, split_mode="heldout", cache=False)))
+    print(format_summary(prepare_dataset(out, split_mode="heldout", cache=False)))
+
+
+def _heldout(r: Recipe) -> dict[str, Any]:
+    h = r.settings["heldout"]
+    make_heldout(r.heldout, r.settings, h["series"], h["seed"], r.workers)
     return {}
 
 
