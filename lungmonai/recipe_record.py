@@ -85,15 +85,23 @@ def held_out_metrics(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _same_weights(training: dict[str, Any] | None, weights: Path) -> bool:
+    return bool(training) and weights.is_file() and training.get("sha256") == sha256(weights)
+
+
 def write_provenance(bundles_dir: str | Path, bundle: str, settings: dict[str, Any], state: dict[str, Any], step: str) -> Path:
     """Write ``training`` and ``eval_metrics`` into ``bundle``'s metadata.json, keeping the rest."""
     bundles = Path(bundles_dir)
     path = bundles / bundle / "configs/metadata.json"
     metadata = json.loads(path.read_text())
-    metadata["training"] = provenance(bundles, bundle, settings, state, step)
+    earlier = step not in state["steps"] and _same_weights(metadata.get("training"), bundles / bundle / WEIGHTS)
+    # Weights trained by an earlier run (whose state is gone, e.g. on another machine) and only
+    # evaluated by this one keep the record of how they were made, and the figures not remeasured.
+    if not earlier:
+        metadata["training"] = provenance(bundles, bundle, settings, state, step)
     metrics = held_out_metrics(state)
     if metrics:
-        metadata["eval_metrics"] = metrics
+        metadata["eval_metrics"] = {**(metadata.get("eval_metrics", {}) if earlier else {}), **metrics}
         metadata["eval_metrics_source"] = (
             "python -m lungmonai.recipe: the end-to-end pipeline with these weights on the held-out set "
             f"({settings['heldout']['series']} LUNA16-resolution series, seed {settings['heldout']['seed']}, "

@@ -1,0 +1,50 @@
+"""The provenance the recipe writes next to shipped weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from lungmonai.recipe_record import sha256, write_provenance
+
+SETTINGS = {"dataset": {"mode": "full", "series": 120, "seed": 0, "fractions": [0.6, 0.4, 0.0]},
+            "heldout": {"series": 120, "seed": 1}}
+EARLIER = {"weights": "models/model.pt", "samples_seen": 196608, "wall_seconds": 5275.2,
+           "machine": {"cores": 2, "gpu": None}}
+
+
+def _bundle(root: Path) -> Path:
+    (root / "nodule_cls/configs").mkdir(parents=True)
+    (root / "nodule_cls/models").mkdir()
+    torch.save({"w": torch.ones(3)}, root / "nodule_cls/models/model.pt")
+    training = {**EARLIER, "sha256": sha256(root / "nodule_cls/models/model.pt")}
+    metadata = {"version": "1.0", "training": training, "eval_metrics": {"val_cpm": 0.7, "nodule_threshold": 0.9}}
+    (root / "nodule_cls/configs/metadata.json").write_text(json.dumps(metadata))
+    return root
+
+
+def _metadata(root: Path) -> dict:
+    return json.loads((root / "nodule_cls/configs/metadata.json").read_text())
+
+
+def test_evaluating_weights_trained_earlier_keeps_how_they_were_made(tmp_path: Path) -> None:
+    root = _bundle(tmp_path)
+    state = {"steps": {"evaluate": {"cpm": 0.66, "cpm_ci": [0.6, 0.72], "malignant_recall": 0.8}}}
+    write_provenance(root, "nodule_cls", SETTINGS, state, "classifier")
+    metadata = _metadata(root)
+    assert metadata["training"]["samples_seen"] == 196608 and metadata["training"]["wall_seconds"] == 5275.2
+    assert metadata["eval_metrics"]["heldout_cpm"] == 0.66
+    assert metadata["eval_metrics"]["val_cpm"] == 0.7, "the val figures of the same weights were dropped"
+
+
+def test_new_weights_get_a_new_record_and_lose_the_old_figures(tmp_path: Path) -> None:
+    root = _bundle(tmp_path)
+    torch.save({"w": torch.zeros(3)}, root / "nodule_cls/models/model.pt")
+    state = {"steps": {"evaluate": {"cpm": 0.5, "cpm_ci": [0.4, 0.6], "malignant_recall": 0.7}}}
+    write_provenance(root, "nodule_cls", SETTINGS, state, "classifier")
+    metadata = _metadata(root)
+    assert metadata["training"]["sha256"] == sha256(root / "nodule_cls/models/model.pt")
+    assert "samples_seen" not in metadata["training"]
+    assert "val_cpm" not in metadata["eval_metrics"]
