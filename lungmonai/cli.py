@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     analyze_p.add_argument("path")
     analyze_p.add_argument("--out", default="output", help="report directory (default: output)")
     analyze_p.add_argument("--mask", action="store_true", help="also write the segmentation mask as NIfTI")
+    analyze_p.add_argument("--dicom-out", action="store_true",
+                           help="for a DICOM series, also write a DICOM SEG of the nodules and a DICOM SR (TID 1500) "
+                                "of their measurements, referencing the series")
     evaluate_p = sub.add_parser("evaluate", help="FROC/CPM and the confusion table on the split's val or test series")
     evaluate_p.add_argument("--dataset_dir", default="data/luna16_synth")
     evaluate_p.add_argument("--part", default="test", choices=("val", "test"))
@@ -99,19 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lungmonai: error: {error}", file=sys.stderr)
         return 1
 
-    from lungmonai.pipeline import UnreadableCTs, analyze, evaluate_split, load_models
+    from lungmonai.pipeline import MissingDicomOutputs, UnreadableCTs, analyze, evaluate_split, load_models
 
     # Wrong paths, unreadable CTs and missing weights are the user's to fix: one line naming
     # the file, not a traceback.
     try:
         if args.command == "analyze":  # finds the inputs before it loads the models
-            analyze(args.path, args.out, settings, write_mask=args.mask, device=args.device, bundles_dir=args.bundles)
+            analyze(args.path, args.out, settings, write_mask=args.mask, device=args.device, bundles_dir=args.bundles,
+                    dicom_out=args.dicom_out)
         else:
             if not Path(args.dataset_dir).is_dir():  # before minutes of model loading
                 raise FileNotFoundError(f"{args.dataset_dir}: dataset directory not found")
             models = load_models(args.bundles, device=args.device)
             evaluate_split(args.dataset_dir, args.part, args.out, settings, models, n_boot=args.n_boot)
-    except UnreadableCTs as error:
+    except (UnreadableCTs, MissingDicomOutputs) as error:
         print(f"lungmonai: error: {error}", file=sys.stderr)
         return 1
     except (OSError, ValueError, RuntimeError) as error:  # CTReadError, a bad table, a crafted checkpoint

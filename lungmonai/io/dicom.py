@@ -127,4 +127,5 @@ def read_dicom_series(directory: Path) -> CTVolume:
     except ValueError as error:
         raise CTReadError(directory, f"unusable geometry: {error}") from error
     hu = to_int16_hu(directory, sitk.GetArrayFromImage(image))
-    return CTVolume(hu=hu, geometry=geometry, source=directory, series_uid=series_uid)
+    return CTVolume(hu=hu, geometry=geometry, source=directory, series_uid=series_uid,
+                    slice_files=tuple(Path(name) for name in names))  # the order ITK stacked them in

@@ -17,8 +17,8 @@ INT16_MIN = int(np.iinfo(np.int16).min)
 INT16_MAX = int(np.iinfo(np.int16).max)
 
 
-class CTReadError(ValueError):
-    """A CT file or series could not be read; the message is ``"<path>: <problem>"``."""
+class FileProblem(ValueError):
+    """A problem with one file, worded for its user; the message is ``"<path>: <problem>"``."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
@@ -29,6 +29,10 @@ class CTReadError(ValueError):
         # The default pickling replays ``args`` (the formatted message) into __init__, which
         # takes two arguments; errors raised in worker processes must survive the trip back.
         return (type(self), (self.path, self.problem))
+
+
+class CTReadError(FileProblem):
+    """A CT file or series could not be read."""
 
 
 def check_3d(path: Path, shape_xyz: Sequence[int]) -> None:

@@ -56,6 +56,10 @@ class CTVolume:
     geometry: Geometry
     source: Path
     series_uid: str
+    # A DICOM series' slice files, ``slice_files[k]`` holding ``hu[k]``: what DICOM outputs refer
+    # to. Empty for other formats, and for a volume re-laid out or resampled from the one read
+    # (``to_lps``, ``to_grid`` make a new CTVolume without it), whose slices are no longer the files'.
+    slice_files: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.hu.ndim != 3:

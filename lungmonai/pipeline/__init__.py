@@ -8,7 +8,7 @@ the split's val or test series).
 
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct, pipeline_settings
 from lungmonai.pipeline.models import PipelineModels, load_models
-from lungmonai.pipeline.run import UnreadableCTs, analyze
+from lungmonai.pipeline.run import MissingDicomOutputs, UnreadableCTs, analyze
 from lungmonai.pipeline.evaluation import evaluate_split
 
-__all__ = ["PipelineModels", "PipelineSettings", "UnreadableCTs", "analyze", "analyze_ct", "evaluate_split", "load_models", "pipeline_settings"]
+__all__ = ["MissingDicomOutputs", "PipelineModels", "PipelineSettings", "UnreadableCTs", "analyze", "analyze_ct", "evaluate_split", "load_models", "pipeline_settings"]

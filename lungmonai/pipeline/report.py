@@ -5,8 +5,12 @@
   and its measured size: long and short axis, mean diameter, volume (:mod:`lungmonai.reports.measure`);
 - ``<stem>_report.html``: the page a reader opens: findings table and pictures (``lungmonai.reports.html``);
 - ``<stem>_nodule<k>.png``: axial, coronal and sagittal views through each reported nodule, in the
-  radiological convention, outlined (:mod:`lungmonai.reports.views`);
-- ``<stem>_mask.nii.gz`` (optional): the grouped segmentation mask on the CT's grid.
+  radiological convention, outlined, in the lung window, and for a solid, part-solid or calcified
+  nodule its axial view in the mediastinal window too (:mod:`lungmonai.reports.views`);
+- ``<stem>_mask.nii.gz`` (optional): the grouped segmentation mask on the CT's grid;
+- ``<stem>_seg.dcm`` and ``<stem>_sr.dcm`` (optional, DICOM series only): each reported nodule as a
+  DICOM SEG segment on the source slices and a TID 1500 measurement report
+  (:mod:`lungmonai.reports.dicom_out`).
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from lungmonai.cache.crops import round_half_up
 from lungmonai.geometry import irc_to_xyz, xyz_to_irc
 from lungmonai.grouping import erosion_iterations
 from lungmonai.io.grid import from_grid
+from lungmonai.io.orient import from_lps
 from lungmonai.io.volume import Geometry
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings
 from lungmonai.plots import save_figure
+from lungmonai.reports.dicom_out import DicomOutputError, SourceMask, write_dicom_outputs
 from lungmonai.reports.html import write_ct_page
 from lungmonai.reports.measure import nodule_size
-from lungmonai.reports.views import nodule_figure, nodule_views
+from lungmonai.reports.views import nodule_figure, nodule_views, shows_mediastinal
 
 SUBMISSION_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "probability"]
 VIEW_MM = 60.0  # field of view of each nodule picture
@@ -210,7 +216,8 @@ def picture_caption(analysis: Analysis, record: dict[str, Any]) -> str:
 
 def nodule_picture(analysis: Analysis, record: dict[str, Any], center_irc: Sequence[float],
                    component: Component | None) -> Figure:
-    """Axial, coronal and sagittal views centred on the nodule, outlined, captioned.
+    """Axial, coronal and sagittal views centred on the nodule, outlined, captioned; the axial
+    view in the mediastinal window too where the record's type or calcification asks for it.
     ``center_irc``: the component's centre on the analysed (axial-first) grid, which the
     record's ``center_irc`` (the file's own grid) need not be.
 
@@ -232,7 +239,65 @@ def nodule_picture(analysis: Analysis, record: dict[str, Any], center_irc: Seque
                 voxels[tuple(slice(x, y) for x, y in zip(a - c_lo, b - c_lo))]
     box_geometry = Geometry(irc_to_xyz(lo.astype(np.float64), geometry), geometry.spacing_xyz, geometry.direction)
     views = nodule_views(hu[box], outline, box_geometry, center - lo, view_mm=VIEW_MM)
-    return nodule_figure(views, picture_caption(analysis, record))
+    return nodule_figure(views, picture_caption(analysis, record),
+                         mediastinal=shows_mediastinal(record.get("type"), record.get("calcified")))
+
+
+def mask_on_native_grid(analysis: Analysis, mask: np.ndarray) -> tuple[np.ndarray, Geometry]:
+    """A label ``mask`` on the working grid back at the CT's own spacing (nearest voxel), with
+    that grid's geometry: where a viewer overlays it on the CT. The axes stay laid out axial-first
+    (the geometry says how they run), as a NIfTI file can say."""
+    if analysis.native_grid is None:
+        return mask, analysis.ct.geometry
+    shape, geometry = analysis.native_grid
+    return from_grid(mask, analysis.ct.geometry, shape, geometry, order=0), geometry
+
+
+def mask_on_source_grid(analysis: Analysis, mask: np.ndarray) -> np.ndarray:
+    """:func:`mask_on_native_grid` with the axes back in the file's own order and direction, so
+    ``[k]`` is the file's k-th slice: what refers to the source's slices by number (DICOM SEG)."""
+    native, _ = mask_on_native_grid(analysis, mask)
+    return from_lps(native, analysis.source_geometry or analysis.ct.geometry)
+
+
+def source_masks(analysis: Analysis, components: Sequence[Component | None]) -> list[SourceMask | None]:
+    """Each nodule's component put on the source grid, as the slices that hold it (None where the
+    nodule has no component or it maps to no source voxel), through the same mapping as the
+    written mask, so a segment is the mask's voxels of that nodule.
+
+    The nodules go back together, as labels 1..n of one volume (one resampling, not one per
+    nodule: 0.18 s each at 512x512x100); nodules whose voxels overlap (two candidates of one
+    component) go in another round, so each keeps all of its voxels."""
+    masks: list[SourceMask | None] = [None] * len(components)
+    pending = [k for k, component in enumerate(components) if component is not None]
+    while pending:
+        labels = np.zeros(analysis.mask.shape, np.uint8)
+        layer: list[int] = []
+        later: list[int] = []
+        for k in pending:
+            lo, voxels = components[k]  # type: ignore[misc]
+            box = labels[tuple(slice(a, a + n) for a, n in zip(lo, voxels.shape))]
+            if len(layer) == np.iinfo(np.uint8).max or box[voxels].any():
+                later.append(k)
+                continue
+            layer.append(k)
+            box[voxels] = len(layer)
+        source = mask_on_source_grid(analysis, labels)
+        for label, found in enumerate(ndimage.find_objects(source, max_label=len(layer)), start=1):
+            if found is not None:
+                masks[layer[label - 1]] = (found[0].start, source[found[0]] == label)
+        pending = later
+    return masks
+
+
+def _dicom_outputs(analysis: Analysis, records: list[dict[str, Any]], components: list[Component | None],
+                   slice_files: Sequence[Path], out: Path, stem: str) -> dict[str, Any]:
+    """The SEG and SR names, or the problem (and the file it is in) that stopped them: recorded
+    in the JSON report, which is written either way."""
+    try:
+        return write_dicom_outputs(slice_files, records, source_masks(analysis, components), out, stem)
+    except DicomOutputError as error:
+        return {"seg": None, "sr": None, "error": error.problem, "file": str(error.path)}
 
 
 def _remove_stale_pictures(out: Path, stem: str, keep: set[str]) -> None:
@@ -245,9 +310,14 @@ def _remove_stale_pictures(out: Path, stem: str, keep: set[str]) -> None:
 
 
 def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSettings,
-                  pictures: bool = True, write_mask: bool = False, type_model: Any = None) -> dict[str, Any]:
+                  pictures: bool = True, write_mask: bool = False, type_model: Any = None,
+                  dicom_slices: Sequence[Path] | None = None) -> dict[str, Any]:
     """Write every output of one CT; returns the JSON report. ``type_model``: the nodule-type
-    model (``PipelineModels.nodule_type``); without it type and Lung-RADS are left empty."""
+    model (``PipelineModels.nodule_type``); without it type and Lung-RADS are left empty.
+    ``dicom_slices``: the source series' slice files in the CT's slice order
+    (:attr:`lungmonai.io.volume.CTVolume.slice_files`) to write a DICOM SEG and SR for; the
+    report's ``dicom`` then names them, or holds the ``error`` and ``file`` that stopped them
+    (every other output is written all the same)."""
     out = Path(out_dir)
     stem = analysis.ct.series_uid
     records, components = _records(analysis, settings, type_model)
@@ -261,7 +331,7 @@ def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSet
         "nodules": records,
         "seconds": {k: round(v, 2) for k, v in analysis.seconds.items()},
     }
-    if pictures:  # the most likely nodules only: a picture costs ~0.1 s
+    if pictures:  # the most likely nodules only: a picture costs ~0.15 s (bench/bench_reports.py)
         ranked = _ranked_nodules(analysis, settings)[["center_i", "center_r", "center_c"]].to_numpy()
         report["pictures"] = [
             save_figure(nodule_picture(analysis, rec, center, component), out / f"{stem}_nodule{rec['rank']}.png").name
@@ -271,11 +341,10 @@ def write_reports(analysis: Analysis, out_dir: str | Path, settings: PipelineSet
     if write_mask:
         from lungmonai.segmentation import write_like
 
-        mask, geometry = analysis.mask.astype(np.uint8), analysis.ct.geometry
-        if analysis.native_grid is not None:  # back at the CT's own spacing, where a viewer overlays it
-            shape, geometry = analysis.native_grid
-            mask = from_grid(mask, analysis.ct.geometry, shape, geometry, order=0)
+        mask, geometry = mask_on_native_grid(analysis, analysis.mask.astype(np.uint8))
         report["mask"] = write_like(mask, geometry, out / f"{stem}_mask.nii.gz").name
+    if dicom_slices is not None:
+        report["dicom"] = _dicom_outputs(analysis, records, components, dicom_slices, out, stem)
     report = json.loads(json.dumps(report, default=str))
     atomic_write_json(out / f"{stem}_report.json", report)
     write_ct_page(report, out)  # after its pictures: the page names only files that are there

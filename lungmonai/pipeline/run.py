@@ -13,6 +13,7 @@ from lungmonai.io.errors import CTReadError
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
 from lungmonai.pipeline.models import PipelineModels, load_models
 from lungmonai.pipeline.report import summary_line, write_reports
+from lungmonai.reports.dicom_out import DicomOutputError
 
 _NOT_DICOM = (".raw", ".zraw", ".csv", ".json", ".png", ".txt", ".md", ".py", ".pt")
 _OWN_OUTPUTS = ("_mask.nii.gz",)  # what write_reports leaves that looks like a CT
@@ -71,6 +72,19 @@ class UnreadableCTs(RuntimeError):
         )
 
 
+class MissingDicomOutputs(RuntimeError):
+    """Some DICOM series lack what a DICOM SEG/SR needs; every other output of theirs, and every
+    output of the other CTs, was written."""
+
+    def __init__(self, errors: list[DicomOutputError], reports: list[dict[str, Any]], out_dir: Path) -> None:
+        self.errors = errors
+        self.reports = reports
+        super().__init__(
+            f"{len(errors)} of {len(reports)} CTs got no DICOM SEG/SR (their other reports are in {out_dir}); "
+            f"first: {errors[0]}"
+        )
+
+
 def analyze(
     path: str | Path,
     out_dir: str | Path = "output",
@@ -80,6 +94,7 @@ def analyze(
     write_mask: bool = False,
     device: str | None = None,
     bundles_dir: str | Path | None = None,
+    dicom_out: bool = False,
 ) -> list[dict[str, Any]]:
     """Analyse every CT under ``path``; write the reports into ``out_dir``; print one line per CT.
 
@@ -88,6 +103,12 @@ def analyze(
     that cannot be read raises its :class:`~lungmonai.io.errors.CTReadError` at once.
     Without ``models`` they are loaded (on ``device``, from ``bundles_dir``) once the inputs are
     found, so a wrong path fails before the networks load.
+
+    ``dicom_out``: a DICOM series also gets a DICOM SEG and SR (:mod:`lungmonai.reports.dicom_out`);
+    other formats have no DICOM headers to refer to, and one line on stderr says how many inputs
+    got none for that reason. A series missing what those objects need keeps its other reports;
+    its :class:`~lungmonai.reports.dicom_out.DicomOutputError` is raised after them (one CT), or
+    it gets a line on stderr and :class:`MissingDicomOutputs` is raised once every CT is done.
     """
     sources = find_inputs(path)
     out = Path(out_dir)
@@ -95,6 +116,8 @@ def analyze(
         raise NotADirectoryError(f"{out}: exists and is not a directory (the reports go in a folder)")
     models = models or load_models(bundles_dir, device=device)
     reports, errors, written_by = [], [], {}
+    dicom_errors: list[DicomOutputError] = []
+    not_dicom: list[Path] = []
     for source in sources:
         start = time.perf_counter()
         try:
@@ -111,10 +134,26 @@ def analyze(
         written_by[ct.series_uid] = source
         analysis = analyze_ct(ct, models, settings)
         analysis.seconds["read"] = time.perf_counter() - start - sum(analysis.seconds.values())
+        if dicom_out and not ct.slice_files:
+            not_dicom.append(source)
         report = write_reports(analysis, out_dir, settings, pictures=pictures, write_mask=write_mask,
-                               type_model=models.nodule_type)
+                               type_model=models.nodule_type,
+                               dicom_slices=ct.slice_files if dicom_out and ct.slice_files else None)
         print(summary_line(report), flush=True)
         reports.append(report)
+        failed = (report.get("dicom") or {}).get("error")
+        if failed:
+            error = DicomOutputError(report["dicom"]["file"], failed)
+            if len(sources) == 1:
+                raise error
+            print(error, file=sys.stderr, flush=True)
+            dicom_errors.append(error)
+    if not_dicom:
+        print(f"{not_dicom[0]}: not a DICOM series, so no DICOM SEG/SR"
+              + (f" (nor for {len(not_dicom) - 1} other input(s) of other formats)" if len(not_dicom) > 1 else ""),
+              file=sys.stderr, flush=True)
     if errors:
         raise UnreadableCTs(errors, reports, Path(out_dir))
+    if dicom_errors:
+        raise MissingDicomOutputs(dicom_errors, reports, Path(out_dir))
     return reports

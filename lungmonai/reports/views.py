@@ -14,6 +14,9 @@ reformatting.
 Every view is in millimetres (``extent``), so pixels that are not square (1.25 mm slices under
 0.7 mm pixels) keep their true proportions, and the outline is a smooth closed line around the
 component's section, not the mask's pixel edges, which at fine spacing draw as a lattice.
+
+The views are shown in the lung window; a solid, part-solid or calcified nodule's picture adds
+its axial view in the mediastinal window (:func:`shows_mediastinal`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ from lungmonai.io.volume import Geometry  # noqa: E402
 
 LUNG_WINDOW: tuple[str, float, float] = ("lung", -600.0, 1500.0)
 """(name, level, width) in HU: the window a chest reader reviews nodules in."""
+MEDIASTINAL_WINDOW: tuple[str, float, float] = ("mediastinal", 40.0, 350.0)
+"""(name, level, width) in HU: -135 to 215 HU from black to white. It tells apart the densities
+the lung window runs together: there soft tissue (40 HU) is 93 % grey, fat (-100 HU) 83 % and
+calcium (200 HU and more) white; here they are 50 %, 10 % and 96 % to white."""
+MEDIASTINAL_TYPES = ("solid", "part-solid")
 
 SCALE_BAR_MM = 10.0
 OUTLINE_UPSAMPLE = 4  # outline traced on a 4x finer grid, so its corners are not the pixels'
@@ -158,15 +166,27 @@ def outline_paths(outline: np.ndarray, extent: Sequence[float]) -> list[np.ndarr
     return paths
 
 
-def nodule_figure(views: Sequence[View], caption: str,
-                  window: tuple[str, float, float] = LUNG_WINDOW) -> Figure:
+def shows_mediastinal(nodule_type: str | None, calcified: bool | None) -> bool:
+    """Whether a nodule's picture adds its axial view in the mediastinal window: for solid and
+    part-solid nodules, whose soft-tissue part, fat or calcium it shows apart, and for calcified
+    ones. A ground-glass nodule (-700 to -450 HU) is as black there as the lung around it.
+    The extra view costs little: a picture took 0.13 s instead of 0.12 s to draw and write,
+    69 kB instead of 56 kB (bench/bench_reports.py's CT)."""
+    return nodule_type in MEDIASTINAL_TYPES or bool(calcified)
+
+
+def nodule_figure(views: Sequence[View], caption: str, window: tuple[str, float, float] = LUNG_WINDOW,
+                  mediastinal: bool = False) -> Figure:
     """The views side by side in true millimetres, each with its orientation letters, a
     ``SCALE_BAR_MM`` scale bar, the window in its title and the nodule's outline; ``caption``
-    above. ``window``: (name, level, width) in HU."""
-    name, level, width = window
+    above. ``window``: (name, level, width) in HU. ``mediastinal``: the axial view once more,
+    last, in :data:`MEDIASTINAL_WINDOW` (see :func:`shows_mediastinal`)."""
+    panels = [(view, window) for view in views]
+    if mediastinal:
+        panels += [(view, MEDIASTINAL_WINDOW) for view in views if view.name == "axial"]
     cmap = plt.get_cmap("gray").with_extremes(bad="black")  # NaN: outside the CT
-    fig, axes = plt.subplots(1, len(views), figsize=(3.4 * len(views), 3.9), dpi=100, squeeze=False)
-    for ax, view in zip(axes[0], views):
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.9), dpi=100, squeeze=False)
+    for ax, (view, (name, level, width)) in zip(axes[0], panels):
         left, right, bottom, top = view.extent
         ax.imshow(view.image, cmap=cmap, vmin=level - width / 2, vmax=level + width / 2, origin="upper",
                   extent=view.extent, interpolation="nearest")

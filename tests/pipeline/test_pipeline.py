@@ -151,7 +151,7 @@ def test_cli_flags_override_the_bundle_settings(monkeypatch, tmp_path: Path) -> 
     ct = tmp_path / "ct.mhd"
     ct.write_text("")
     monkeypatch.setattr("lungmonai.pipeline.analyze",
-                        lambda path, out, settings, write_mask, device, bundles_dir: seen.update(s=settings, device=device))
+                        lambda path, out, settings, write_mask, device, bundles_dir, dicom_out: seen.update(s=settings, device=device))
     assert cli.main(["analyze", str(ct), "--flip_tta_top", "0", "--max_components", "7", "--device", "cpu"]) == 0
     assert seen["s"].flip_tta_top == 0 and seen["s"].max_components == 7
     assert seen["device"] == "cpu"

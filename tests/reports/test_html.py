@@ -1,6 +1,7 @@
 """HTML pages of the analysed CTs: every finding listed with its values and picture, every value
 escaped, nothing loaded from elsewhere, the index linking each page; and, where chromium is
-installed, the page rendered by a real browser."""
+installed, the page rendered by a real browser, its screenshot kept as
+output/test-artifacts/report_page.png."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ import pytest
 from PIL import Image
 
 from lungmonai.io.volume import CTVolume, Geometry
+from lungmonai.nodule_type import load_default_model
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings
 from lungmonai.pipeline.report import write_reports
 from lungmonai.reports.html import page_name, write_ct_page, write_index
 
 UID = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100"
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "output" / "test-artifacts" / "report_page.png"
 
 
 class Page(HTMLParser):
@@ -83,8 +87,9 @@ class Page(HTMLParser):
                 self.by_id[element_id] += data
 
 
-def analysed_report(out: Path, uid: str = UID) -> dict:
-    """A real JSON report: write_reports on a small CT with three nodules, read back from disk."""
+def analysed_report(out: Path, uid: str = UID, type_model=None) -> dict:
+    """A real JSON report: write_reports on a small CT with three nodules, read back from disk;
+    with ``type_model``, typed and categorised as the pipeline does."""
     rng = np.random.default_rng(0)
     hu = (rng.normal(-800, 40, (24, 48, 48))).astype(np.int16)
     zz, yy, xx = np.mgrid[:24, :48, :48]
@@ -100,7 +105,7 @@ def analysed_report(out: Path, uid: str = UID) -> dict:
         "voxels": 123, "diameter_mm": [6.2, 5.05, 4.4],
     })
     analysis = Analysis(ct=ct, candidates=candidates, mask=mask)
-    write_reports(analysis, out, PipelineSettings(nodule_threshold=0.5))
+    write_reports(analysis, out, PipelineSettings(nodule_threshold=0.5), type_model=type_model)
     return json.loads((out / f"{uid}_report.json").read_text(encoding="utf-8"))
 
 
@@ -239,24 +244,37 @@ CHROMIUM = shutil.which("chromium")
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_a_headless_browser_renders_the_page_with_its_pictures(tmp_path: Path) -> None:
-    report = with_measurements(analysed_report(tmp_path))
+    # The page exactly as the pipeline writes it: measured, typed, categorised; its screenshot
+    # is kept where a reader of the test run can look at it.
+    report = analysed_report(tmp_path, type_model=load_default_model(REPO / "bundles"))
     page = write_ct_page(report, tmp_path)
-    shot = tmp_path / "shot.png"
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    SCREENSHOT.unlink(missing_ok=True)  # not last run's
     common = [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
-              f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000"]
-    subprocess.run([*common, f"--screenshot={shot}", page.as_uri()], check=True, timeout=180,
+              f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000"]
+    subprocess.run([*common, f"--screenshot={SCREENSHOT}", page.as_uri()], check=True, timeout=180,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert shot.is_file() and shot.stat().st_size > 10_000
-    with Image.open(shot) as image:
-        assert image.size == (1200, 2000)
+    assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
+    with Image.open(SCREENSHOT) as image:
+        assert image.format == "PNG" and image.size == (1280, 2000)
         grey = np.asarray(image.convert("L"))
     assert grey.std() > 10  # text, a table and pictures, not a blank page
     # The browser's DOM after loading: the same rows and pictures, nothing added.
     dom = subprocess.run([*common, "--dump-dom", page.as_uri()], check=True, timeout=180, capture_output=True,
                          encoding="utf-8").stdout
     rendered = Page(dom)
-    assert len(rendered.tables["findings"]) == 3 and "script" not in rendered.tags
-    for img in rendered.imgs:
+    ranks = [str(n["rank"]) for n in report["nodules"]]
+    assert [row[0] for row in rendered.tables["findings"]] == ranks == ["1", "2", "3"]
+    assert "script" not in rendered.tags and len(rendered.imgs) == len(report["pictures"]) == 3
+    # Every picture decoded by the browser: a copy of the page, beside it, with a probe that
+    # writes each image's decoded width into the DOM once the page has loaded.
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", (
+        "<script>addEventListener('load', () => { for (const img of document.images) "
+        "img.dataset.width = img.complete ? img.naturalWidth : -1; });</script></body>")), encoding="utf-8")
+    probed = Page(subprocess.run([*common, "--dump-dom", probe.as_uri()], check=True, timeout=180,
+                                 capture_output=True, encoding="utf-8").stdout)
+    widths = [int(img["data-width"]) for img in probed.imgs]
+    for img, width in zip(probed.imgs, widths, strict=True):
         with Image.open(tmp_path / unquote(img["src"])) as picture:
-            picture.verify()
-            assert picture.format == "PNG"
+            assert picture.format == "PNG" and width == picture.width, (img["src"], widths)

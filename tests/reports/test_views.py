@@ -1,13 +1,19 @@
 """The nodule views follow the radiological convention whatever the CT's stored layout, in true
-millimetres, with one smooth outline per view."""
+millimetres, with one smooth outline per view, and solid, part-solid and calcified nodules are
+shown in the mediastinal window too."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.lines import Line2D
 
-from lungmonai.io.volume import Geometry
+from lungmonai.io.volume import CTVolume, Geometry
+from lungmonai.pipeline.analysis import Analysis
+from lungmonai.pipeline.report import nodule_picture
 from lungmonai.reports.views import View, nodule_figure, nodule_views, outline_paths
 
 SPACING_IRC = np.array([1.25, 0.7, 0.7])
@@ -141,3 +147,55 @@ def test_outline_of_an_empty_or_thin_section() -> None:
     sliver[4, 2:7] = True  # one pixel thick: smoothed below 0.5, still outlined
     (path,) = outline_paths(sliver, (-4.5, 4.5, -4.5, 4.5))
     assert 4 < np.ptp(path[:, 0]) < 6 and 0.5 < np.ptp(path[:, 1]) < 2
+
+
+def solid_nodule_with_calcified_core() -> tuple[np.ndarray, np.ndarray]:
+    """A 10 mm solid nodule (40 HU) around a 4 mm calcified core (400 HU), in lung (-850 HU)."""
+    i, r, c = np.indices(SHAPE)
+    distance = np.sqrt((((np.stack([i, r, c], axis=-1) - CENTER) * SPACING_IRC) ** 2).sum(axis=-1))
+    hu = np.where(distance <= 5.0, 40, -850).astype(np.int16)
+    hu[distance <= 2.0] = 400
+    return hu, distance <= 5.0
+
+
+def shown_grey(ax, view: View, mm_right: float) -> float:
+    """The grey (0 black, 1 white) the panel shows ``mm_right`` right of the centre."""
+    image = ax.images[0]
+    rows, cols = view.image.shape
+    left, right = view.extent[:2]
+    col = int((mm_right - left) / (right - left) * cols)
+    return float(image.to_rgba(image.get_array())[rows // 2, col, 0])
+
+
+def test_the_mediastinal_window_shows_calcium_apart_from_soft_tissue() -> None:
+    hu, nodule = solid_nodule_with_calcified_core()
+    views = nodule_views(hu, nodule, Geometry((0.0, 0.0, 0.0), SPACING_IRC[::-1]), CENTER)
+    figure = nodule_figure(views, "nodule 1", mediastinal=True)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == ["axial   lung W1500 L-600", "coronal   lung W1500 L-600", "sagittal   lung W1500 L-600",
+                      "axial   mediastinal W350 L40"]
+    lung, mediastinal = figure.axes[0], figure.axes[3]
+    np.testing.assert_array_equal(mediastinal.images[0].get_array(), lung.images[0].get_array())  # the same slice
+    core, rim, outside = 0.0, 3.5, 15.0  # mm right of the centre
+    # Lung window: calcium and soft tissue both near white, a few percent of grey apart.
+    assert shown_grey(lung, views[0], core) - shown_grey(lung, views[0], rim) < 0.1
+    # Mediastinal window: calcium white, soft tissue mid-grey, lung black.
+    assert shown_grey(mediastinal, views[0], core) == pytest.approx(1.0)
+    assert shown_grey(mediastinal, views[0], rim) == pytest.approx(0.5, abs=0.05)
+    assert shown_grey(mediastinal, views[0], outside) == 0.0
+    assert len([line for line in mediastinal.get_lines() if line.get_gid() == "outline"]) == 1
+
+
+@pytest.mark.parametrize(("nodule_type", "calcified", "panels"), [
+    ("solid", False, 4), ("part-solid", False, 4), ("ground-glass", False, 3), ("ground-glass", True, 4),
+    (None, None, 3)])
+def test_a_reports_picture_adds_the_mediastinal_window_where_it_helps(nodule_type, calcified, panels) -> None:
+    hu, nodule = solid_nodule_with_calcified_core()
+    ct = CTVolume(hu, Geometry((0.0, 0.0, 0.0), SPACING_IRC[::-1]), Path("ct.mhd"), "1.2.3")
+    analysis = Analysis(ct=ct, candidates=pd.DataFrame(), mask=nodule)
+    record = {"rank": 1, "long_axis_mm": 10.1, "short_axis_mm": 9.8, "volume_mm3": 520.0, "diameter_mm": 9.9,
+              "p_nodule": 0.9, "p_malignant": 0.3, "type": nodule_type, "calcified": calcified, "lung_rads": "4A"}
+    figure = nodule_picture(analysis, record, CENTER, (np.zeros(3, int), nodule))
+    titles = [ax.get_title() for ax in figure.axes]
+    assert len(titles) == panels and all("lung W1500 L-600" in t for t in titles[:3])
+    assert ("mediastinal W350 L40" in titles[-1]) == (panels == 4)
