@@ -4,13 +4,16 @@ From nothing, on the LUNA16-resolution embedded dataset (``bundles/recipe.json``
 
 1. generate the development dataset, check it, prepare its table, patient split and crop cache;
 2. train the nodule classifier and the segmentation (at once when a GPU is present: neither
-   fills one), then fine-tune malignancy from the classifier (each bundle's ``configs/recipe.json``
-   merged over its ``train.json``);
-3. choose the pipeline's operating point on the validation series, for the stated false
+   fills one; each bundle's ``configs/recipe.json`` merged over its ``train.json``);
+3. mine hard negatives: run that pipeline over the training series and add the components it
+   scores highest on no nodule to the candidate table (:mod:`lungmonai.classification.mining`),
+   then fine-tune the classifier on them (``nodule_cls/configs/hard_negatives.json``), and
+   fine-tune malignancy from that classifier;
+4. choose the pipeline's operating point on the validation series, for the stated false
    positives per scan, and write it into the bundles' contract;
-4. generate the held-out set (LIDC patients the development data does not use) and analyse it
+5. generate the held-out set (LIDC patients the development data does not use) and analyse it
    once, with the chosen settings;
-5. write each bundle's provenance and held-out figures into its ``metadata.json``.
+6. write each bundle's provenance and held-out figures into its ``metadata.json``.
 
 Every step is resumable: a finished step is recorded in ``OUT/state.json`` and skipped, a
 training resumes from its ``last.pt`` (which keeps the best model's score, so the best
@@ -40,10 +43,12 @@ from lungmonai.config import find_bundles
 from lungmonai.usererrors import run_command
 from lungmonai.workflow import run_bundle, run_stage, start_bundle
 
-STEPS = ("generate", "check", "prepare", "classifier", "segmentation", "malignancy",
+STEPS = ("generate", "check", "prepare", "classifier", "segmentation", "mine", "hard_negatives", "malignancy",
          "operating_point", "heldout", "evaluate", "record")
 TRAINED = {"classifier": "nodule_cls", "segmentation": "nodule_seg", "malignancy": "nodule_malignancy"}
 RECIPE_CONFIGS = ("train.json", "recipe.json")
+HARD_NEGATIVES_CONFIG = "hard_negatives.json"
+HARD_NEGATIVES_DIR = "models/hard_negatives"
 
 
 @dataclass
@@ -193,6 +198,30 @@ def _train_together(r: Recipe, steps: Sequence[str]) -> None:
             log.close()
 
 
+def _mine(r: Recipe) -> dict[str, Any]:
+    """The trained pipeline's false components on the training series join the candidate table."""
+    from lungmonai.classification.mining import mine_hard_negatives
+    from lungmonai.tables.prepare import format_summary, prepare_dataset
+
+    path = mine_hard_negatives(r.dataset, r.bundles, per_ct=int(r.settings["hard_negatives"]["per_ct"]))
+    summary = prepare_dataset(r.dataset, workers=r.workers)  # the kept split; only changed cache entries rebuild
+    print(format_summary(summary))
+    return {"mined": summary["table"]["mined_negatives_read"], "file": str(path)}
+
+
+def _hard_negatives(r: Recipe) -> dict[str, Any]:
+    """Fine-tune the classifier from its weights with the mined negatives in its table; its own
+    resumable checkpoint and best model live in ``models/hard_negatives/``, and the best becomes
+    the bundle's ``models/model.pt`` when the fine-tune ends."""
+    from lungmonai.cache.atomic import atomic_write_bytes
+
+    bundle = TRAINED["classifier"]
+    run_bundle(r.bundles, r.dataset, bundle, (*RECIPE_CONFIGS, HARD_NEGATIVES_CONFIG), "training", r.train_overrides(bundle))
+    best = r.bundles / bundle / HARD_NEGATIVES_DIR / "model.pt"
+    atomic_write_bytes(r.bundles / bundle / "models/model.pt", best.read_bytes())
+    return {}
+
+
 def _operating_point(r: Recipe) -> dict[str, Any]:
     """Analyse the val series and take the nodule threshold at the stated false positives per scan."""
     from lungmonai.pipeline import evaluate_split, load_models, pipeline_settings
@@ -255,6 +284,7 @@ def _run(r: Recipe, steps: Sequence[str]) -> None:
         "classifier": lambda r: _train_one(r, "classifier"),
         "segmentation": lambda r: _train_one(r, "segmentation"),
         "malignancy": lambda r: _train_one(r, "malignancy"),
+        "mine": _mine, "hard_negatives": _hard_negatives,
         "operating_point": _operating_point, "heldout": _heldout, "evaluate": _evaluate, "record": _record,
     }
     todo = [s for s in STEPS if s in steps and not r.done(s)]

@@ -20,6 +20,7 @@ from lungmonai.cache.atomic import atomic_write_text
 
 WEIGHTS = "models/model.pt"
 RESUME = "models/last.pt"
+HARD_NEGATIVES_RESUME = "models/hard_negatives/last.pt"
 
 
 def sha256(path: str | Path) -> str:
@@ -30,9 +31,8 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _progress(bundle_dir: Path) -> dict[str, Any]:
-    """Samples seen and epochs run, from the resumable checkpoint (read as plain data only)."""
-    path = bundle_dir / RESUME
+def _progress(path: Path) -> dict[str, Any]:
+    """Samples seen and epochs run, from a resumable checkpoint (read as plain data only)."""
     if not path.is_file():
         return {}
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -62,11 +62,27 @@ def provenance(bundles_dir: Path, bundle: str, settings: dict[str, Any], state: 
         "overrides": state.get("overrides", {}).get(bundle, {}),
         "dataset": {"generator": "lungmonai.synth", "generator_version": GENERATOR_VERSION, "mode": data["mode"],
                     "series": data["series"], "seed": data["seed"], "fractions": data["fractions"]},
-        **_progress(bundle_dir),
+        **_progress(bundle_dir / RESUME),
         "wall_seconds": done.get("seconds"),
         "finished": done.get("finished"),
         "machine": done.get("machine", state.get("machine")),
+        **(_hard_negatives(bundle_dir, state) if step == "classifier" else {}),
     }
+
+
+def _hard_negatives(bundle_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """The classifier's second training, on the pipeline's mined false components, when it ran."""
+    done = state["steps"].get("hard_negatives")
+    if done is None:
+        return {}
+    return {"hard_negatives": {
+        "config": "configs/hard_negatives.json",
+        "mined_negatives": state["steps"].get("mine", {}).get("mined"),
+        **_progress(bundle_dir / HARD_NEGATIVES_RESUME),
+        "wall_seconds": done.get("seconds"),
+        "finished": done.get("finished"),
+        "machine": done.get("machine", state.get("machine")),
+    }}
 
 
 def held_out_metrics(state: dict[str, Any]) -> dict[str, Any]:
@@ -94,10 +110,19 @@ def write_provenance(bundles_dir: str | Path, bundle: str, settings: dict[str, A
     bundles = Path(bundles_dir)
     path = bundles / bundle / "configs/metadata.json"
     metadata = json.loads(path.read_text())
-    earlier = step not in state["steps"] and _same_weights(metadata.get("training"), bundles / bundle / WEIGHTS)
+    bundle_dir = bundles / bundle
+    kept = metadata.get("training")
+    earlier = step not in state["steps"] and _same_weights(kept, bundle_dir / WEIGHTS)
     # Weights trained by an earlier run (whose state is gone, e.g. on another machine) and only
-    # evaluated by this one keep the record of how they were made, and the figures not remeasured.
-    if not earlier:
+    # evaluated by this one keep the record of how they were made, and the figures not remeasured;
+    # a classifier this run only fine-tuned on mined negatives keeps its first training's record.
+    if earlier:
+        pass
+    elif step not in state["steps"] and kept and step == "classifier" and "hard_negatives" in state["steps"]:
+        metadata["training"] = {**kept, "sha256": sha256(bundle_dir / WEIGHTS),
+                                "size_bytes": (bundle_dir / WEIGHTS).stat().st_size,
+                                **_hard_negatives(bundle_dir, state)}
+    else:
         metadata["training"] = provenance(bundles, bundle, settings, state, step)
     metrics = held_out_metrics(state)
     if metrics:

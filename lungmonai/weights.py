@@ -55,3 +55,24 @@ def load_weights(path: str | Path, map_location: Any = "cpu") -> Any:
             f"{path}: not a plain checkpoint (tensors and plain values only); refused to load it, "
             f"since loading it could run code ({first})"
         ) from None
+
+
+def load_into(network: torch.nn.Module, path: str | Path, map_location: Any = "cpu") -> torch.nn.Module:
+    """A bundle's weights (a plain state_dict, or ``{"model": state_dict}``) loaded strictly into
+    ``network`` (a bare module, not a DataParallel / DDP wrapper). The caller checks that ``path`` exists, with
+    the hint its own stage gives."""
+    state = load_weights(path, map_location=map_location)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    network.load_state_dict(state)
+    return network
+
+
+def start_from(network: torch.nn.Module, path: str | Path | None) -> torch.nn.Module:
+    """``network`` with the weights at ``path`` (a training's starting point), or as it is when
+    ``path`` is None or empty: what a bundle's ``init_weights`` setting does."""
+    if not path:
+        return network
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: init_weights not found (the weights a training starts from)")
+    return load_into(network, path)

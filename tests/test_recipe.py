@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lungmonai.recipe import STEPS, _parse_override
@@ -48,14 +49,19 @@ def _recipe(root: Path, bundles: Path, steps: list[str]) -> subprocess.Completed
 def test_the_recipe_runs_every_step_resumes_after_a_stop_and_records_the_weights(tmp_path: Path) -> None:
     bundles = _bundles(tmp_path)
     _recipe(tmp_path, bundles, ["generate", "check", "prepare", "classifier"])
-    cls_weights = bundles / "nodule_cls/models/model.pt"
-    first = sha256(cls_weights)
+    first = sha256(bundles / "nodule_cls/models/last.pt")
 
     # The second run is asked for everything: what is done is skipped, the rest runs.
     result = _recipe(tmp_path, bundles, list(STEPS))
     for step in ("generate", "check", "prepare", "classifier"):
         assert f"{step}: done on" in result.stdout
-    assert sha256(cls_weights) == first, "the finished classifier was trained again"
+    assert sha256(bundles / "nodule_cls/models/last.pt") == first, "the finished classifier was trained again"
+    # The classifier shipped is the one fine-tuned on the pipeline's mined false components.
+    assert sha256(bundles / "nodule_cls/models/model.pt") == sha256(bundles / "nodule_cls/models/hard_negatives/model.pt")
+    # (The miniature segmentation may find nothing to mine; tests/classification/test_mining.py
+    # checks what is mined.)
+    mined = pd.read_csv(tmp_path / "dev/prepared/candidates_mined.csv")
+    assert list(mined.columns) == ["seriesuid", "coordX", "coordY", "coordZ", "class"] and (mined["class"] == 0).all()
     state = json.loads((tmp_path / "out/state.json").read_text())
     assert set(state["steps"]) == set(STEPS)
     assert all(step["seconds"] >= 0 for step in state["steps"].values())
@@ -76,6 +82,8 @@ def test_the_recipe_runs_every_step_resumes_after_a_stop_and_records_the_weights
         assert training["overrides"]["epochs"] == 1
         assert metadata["eval_metrics"]["heldout_cpm_ci"] is not None
         assert check_shipped(bundles, bundle) == []
+    cls_training = json.loads((bundles / "nodule_cls/configs/metadata.json").read_text())["training"]
+    assert cls_training["hard_negatives"]["mined_negatives"] == len(mined)
 
     # The demo analyses a held-out sample with the weights the bundles now ship.
     demo = subprocess.run([sys.executable, "-m", "lungmonai.demo", "--bundles_dir", str(bundles), "--series", "2",

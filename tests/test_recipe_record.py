@@ -48,3 +48,15 @@ def test_new_weights_get_a_new_record_and_lose_the_old_figures(tmp_path: Path) -
     assert metadata["training"]["sha256"] == sha256(root / "nodule_cls/models/model.pt")
     assert "samples_seen" not in metadata["training"]
     assert "val_cpm" not in metadata["eval_metrics"]
+
+
+def test_a_classifier_fine_tuned_on_mined_negatives_keeps_its_first_training(tmp_path: Path) -> None:
+    root = _bundle(tmp_path)
+    torch.save({"w": torch.full((3,), 2.0)}, root / "nodule_cls/models/model.pt")
+    state = {"steps": {"mine": {"mined": 3456}, "hard_negatives": {"seconds": 1800.0, "finished": "now"}}}
+    write_provenance(root, "nodule_cls", SETTINGS, state, "classifier")
+    training = _metadata(root)["training"]
+    assert training["samples_seen"] == 196608, "the first training's record was lost"
+    assert training["sha256"] == sha256(root / "nodule_cls/models/model.pt")
+    assert training["hard_negatives"]["mined_negatives"] == 3456
+    assert training["hard_negatives"]["wall_seconds"] == 1800.0

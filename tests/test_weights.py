@@ -52,3 +52,16 @@ def test_check_plain_names_the_object():
     check_plain({"a": [1, 2.0, "s", None, torch.zeros(1), (torch.float32, torch.device("cpu"))]})
     with pytest.raises(TypeError, match=r"state\['a'\]\[1\] is a object"):
         check_plain({"a": [1, object()]}, "state")
+
+
+def test_a_training_starts_from_the_weights_it_is_given(tmp_path: Path) -> None:
+    from lungmonai.weights import start_from
+
+    trained = torch.nn.Linear(3, 2)
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    fresh = start_from(torch.nn.Linear(3, 2), tmp_path / "model.pt")
+    assert torch.equal(fresh.weight, trained.weight)
+    untouched = torch.nn.Linear(3, 2)
+    assert start_from(untouched, None) is untouched
+    with pytest.raises(FileNotFoundError, match="missing.pt: init_weights not found"):
+        start_from(torch.nn.Linear(3, 2), tmp_path / "missing.pt")

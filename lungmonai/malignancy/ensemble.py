@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lungmonai.weights import load_weights as load_plain
+from lungmonai.weights import load_into
 
 
 class ProbabilityEnsemble(nn.Module):
@@ -40,11 +40,7 @@ def load_weights(network: nn.Module, path: str | Path, device: torch.device | st
             f"{path}: malignancy checkpoint not found; train one with `python -m monai.bundle run training "
             "--config_file bundles/nodule_malignancy/configs/train.json`"
         )
-    state = load_plain(path, map_location=device)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    network.load_state_dict(state)
-    return network
+    return load_into(network, path, map_location=device)
 
 
 def ensemble_from_checkpoints(

@@ -27,7 +27,7 @@ from torch import nn
 
 from lungmonai.handlers.checkpoint import unwrap
 from lungmonai.optim import decay_param_groups, optimizer_from_groups, trainable
-from lungmonai.weights import load_weights
+from lungmonai.weights import load_into
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,7 @@ def load_classifier_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Mod
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: nodule classifier checkpoint not found; {CLASSIFIER_HINT}")
-    state = load_weights(path)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    unwrap(network).load_state_dict(state)
+    load_into(unwrap(network), path)
     return network
 
 

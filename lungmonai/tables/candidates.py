@@ -37,6 +37,7 @@ FLOAT_COLUMNS = ("center_x", "center_y", "center_z", "diameter_mm")
 CANDIDATE_FILES = ("candidates.csv", "candidates_V2.csv")
 ANNOTATION_FILE = "annotations.csv"
 MALIGNANCY_FILE = "annotations_with_malignancy.csv"
+MINED_FILE = "candidates_mined.csv"  # in the prepared folder: see lungmonai.classification.mining
 
 _XYZ = ["coordX", "coordY", "coordZ"]
 CANDIDATE_COLUMNS = ["seriesuid", *_XYZ, "class"]
@@ -200,6 +201,7 @@ def build_candidate_table(
     *,
     candidates_file: str | os.PathLike[str] | None = None,
     extents: Mapping[str, Extent] | None = None,
+    mined_file: str | os.PathLike[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Build the table from the dataset's CSVs, keeping only series in ``series_on_disk``.
 
@@ -209,6 +211,9 @@ def build_candidate_table(
     ``extents`` (series -> :class:`~lungmonai.io.extent.Extent`) judges the centres: an
     annotation outside its CT is an error (a nodule label that points at nothing), a class-0
     candidate outside is dropped and listed in the summary (it would train on an all-air crop).
+
+    ``mined_file``: more class-0 candidates in the same columns (the pipeline's own false
+    components, :mod:`lungmonai.classification.mining`), appended after the dataset's.
     """
     dataset_dir = Path(dataset_dir)
     cand_path = Path(candidates_file) if candidates_file is not None else find_candidates_file(dataset_dir)
@@ -230,6 +235,13 @@ def build_candidate_table(
     if classes.isna().any() or not classes.isin([0, 1]).all():
         raise CandidateTableError(f"{cand_path}: column 'class' must hold only 0 or 1")
     negatives = candidates[classes.to_numpy() == 0]
+    mined = 0
+    if mined_file is not None:
+        extra = read_luna_csv(Path(mined_file), CANDIDATE_COLUMNS)
+        if not pd.to_numeric(extra["class"], errors="coerce").eq(0).all():
+            raise CandidateTableError(f"{mined_file}: mined candidates must all be class 0")
+        negatives = pd.concat([negatives, extra], ignore_index=True)
+        mined = len(extra)
     outside_lines: list[str] = []
     if extents is not None:
         ann_outside = rows_outside(annotations, extents)
@@ -271,6 +283,7 @@ def build_candidate_table(
         "candidates": len(table),
         "positives": int(table["is_nodule"].sum()),
         "negatives": int((~table["is_nodule"]).sum()),
+        "mined_negatives_read": mined,
         "malignant": int(table["is_malignant"].sum()),
         "annotations_without_malignancy_match": malignancy_unmatched,
         "rows_dropped_outside_ct": len(outside_lines),

@@ -16,7 +16,7 @@ from lungmonai.cache.build import BuildReport, build_cache
 from lungmonai.cache.crops import grid_json
 from lungmonai.io.errors import CTReadError
 from lungmonai.io.extent import Extent, read_extent
-from lungmonai.tables.candidates import build_candidate_table, load_candidate_table, save_candidate_table
+from lungmonai.tables.candidates import MINED_FILE, build_candidate_table, load_candidate_table, save_candidate_table
 from lungmonai.tables.splits import load_split, make_split, save_split, split_counts
 
 TABLE_FILE = "candidates.csv"
@@ -115,7 +115,9 @@ def prepare_dataset(
                          f"(its {TABLE_FILE} would be overwritten); use {default_prepared_dir(dataset_dir)}")
     out.mkdir(parents=True, exist_ok=True)
     series_paths = find_series(dataset_dir)
-    table, table_summary = build_candidate_table(dataset_dir, series_paths, extents=series_extents(series_paths))
+    mined = out / MINED_FILE  # the pipeline's own false components, when a recipe has mined them
+    table, table_summary = build_candidate_table(dataset_dir, series_paths, extents=series_extents(series_paths),
+                                                 mined_file=mined if mined.is_file() else None)
 
     split_path = out / SPLIT_FILE  # read (and refused) before anything is written
     if split_path.is_file() and not new_split:

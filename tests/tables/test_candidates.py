@@ -171,3 +171,21 @@ def test_an_annotation_outside_its_ct_is_an_error_naming_file_line_and_series(tm
     frame.to_csv(path, index=False)
     with pytest.raises(CandidateTableError, match=rf"^{path}: line 3: series {uid}: annotation centre \(0.0, 0.0, 900.0\) mm lies outside its CT"):
         build_candidate_table(data.root, find_series(data.root), extents=_extents(data))
+
+
+def test_mined_negatives_join_the_table_as_class_0_and_nothing_else(tiny, tmp_path):
+    table, _ = build_candidate_table(tiny.root, find_series(tiny.root))
+    uid = table["series_uid"].iloc[0]
+    first = table[table["series_uid"] == uid].iloc[0]
+    mined = tmp_path / "candidates_mined.csv"
+    pd.DataFrame({"seriesuid": [uid, uid], "coordX": [first.center_x + 1.0, first.center_x - 1.0],
+                  "coordY": [first.center_y] * 2, "coordZ": [first.center_z] * 2, "class": [0, 0]}).to_csv(mined, index=False)
+    with_mined, summary = build_candidate_table(tiny.root, find_series(tiny.root), mined_file=mined)
+    assert summary["mined_negatives_read"] == 2
+    assert len(with_mined) == len(table) + 2
+    assert with_mined["is_nodule"].sum() == table["is_nodule"].sum()
+    assert (with_mined[with_mined["series_uid"] == uid]["series_row"].to_numpy() == np.arange((with_mined["series_uid"] == uid).sum())).all()
+
+    pd.read_csv(mined).assign(**{"class": 1}).to_csv(mined, index=False)
+    with pytest.raises(CandidateTableError, match="candidates_mined.csv: mined candidates must all be class 0"):
+        build_candidate_table(tiny.root, find_series(tiny.root), mined_file=mined)

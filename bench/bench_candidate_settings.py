@@ -1,0 +1,131 @@
+"""Which candidate settings reach the nodules? The segmentation runs once per CT; every variant of
+threshold, erosion and cap is then grouped, classified and scored on the same probabilities.
+
+    python bench/bench_candidate_settings.py --dataset_dir data/luna16_full [--part val] [--bundles DIR]
+
+It is how the pipeline's ``seg_threshold``, ``erosion_mm``, ``max_components`` and ``flip_tta_top``
+are chosen: on the val series only (never the held-out set). Per variant: CPM, sensitivity at
+1 and 8 FP/scan, complete misses (nodules no candidate reaches, after the cap), misses before the
+cap, components per CT and seconds per CT for grouping and classification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lungmonai.classification.inference import (  # noqa: E402
+    OTHER_FLIPS, class1_probability, complete_flip_average, crop_images, predict_logits)
+from lungmonai.config import find_bundles  # noqa: E402
+from lungmonai.grouping import ComponentCapWarning, group_segmentation, segmentation_mask  # noqa: E402
+from lungmonai.io import find_series, read_ct  # noqa: E402
+from lungmonai.io.grid import to_grid  # noqa: E402
+from lungmonai.io.orient import to_lps  # noqa: E402
+from lungmonai.metrics.froc import compute_froc, hit_matrix  # noqa: E402
+from lungmonai.pipeline import load_models, pipeline_settings  # noqa: E402
+from lungmonai.pipeline.evaluation import _truth  # noqa: E402
+from lungmonai.segmentation import segment_ct  # noqa: E402
+from lungmonai.tables.splits import load_split  # noqa: E402
+
+XYZ = ["center_x", "center_y", "center_z"]
+
+
+def _variants(args: argparse.Namespace) -> list[tuple[float, int, int, int]]:
+    return list(itertools.product(args.thresholds, args.erosions, args.caps, args.tta))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset_dir", type=Path, required=True)
+    ap.add_argument("--part", default="val")
+    ap.add_argument("--bundles", type=Path, default=None)
+    ap.add_argument("--limit", type=int, default=None, help="first N series only")
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.5])
+    ap.add_argument("--erosions", type=int, nargs="+", default=[0], help="erosion iterations on the working grid")
+    ap.add_argument("--caps", type=int, nargs="+", default=[300])
+    ap.add_argument("--tta", type=int, nargs="+", default=[32], help="flip_tta_top values")
+    args = ap.parse_args()
+    bundles = find_bundles(args.bundles)
+    models = load_models(bundles, device="cpu", with_malignancy=False)
+    settings = pipeline_settings(bundles)
+    seg = models.seg_settings
+    series = load_split(args.dataset_dir / "prepared/split.json").series_in(args.part)[: args.limit]
+    paths = find_series(args.dataset_dir)
+    truth = _truth(args.dataset_dir)
+    truth = truth[truth["seriesuid"].isin(series)]
+    variants = _variants(args)
+    rows: dict[tuple, list[pd.DataFrame]] = {v: [] for v in variants}
+    stats: dict[tuple, dict[str, list[float]]] = {v: {"found": [], "kept": [], "seconds": [], "pre_miss": []} for v in variants}
+    seg_seconds = []
+    for n, uid in enumerate(series):
+        ct = to_grid(to_lps(read_ct(paths[uid])), seg.get("grid_spacing_xyz"))
+        start = time.perf_counter()
+        prob = segment_ct(ct, models.segmenter, models.device, batch_size=settings.seg_batch_size,
+                          context=seg["context"], hu_window=seg["hu_window"], precision=settings.precision)
+        seg_seconds.append(time.perf_counter() - start)
+        t = truth[truth["seriesuid"] == uid]
+        t_xyz = t[["coordX", "coordY", "coordZ"]].to_numpy(np.float64)
+        run = {"device": models.device, "batch_size": settings.crop_batch_size, "precision": settings.precision}
+        for threshold, erosion in itertools.product(args.thresholds, args.erosions):
+            start = time.perf_counter()
+            mask = segmentation_mask(prob, threshold=threshold, erosion_iterations=erosion)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ComponentCapWarning)
+                every = group_segmentation(prob, ct.hu, ct.geometry, mask=mask, max_components=None)
+            # The caps keep prefixes of one ranking: classify the longest once, and average the
+            # flips of a crop once, whichever cap's top it is in.
+            groups = every.iloc[: max(args.caps)].copy()
+            images = crop_images(ct, groups[XYZ].to_numpy(np.float64), models.crop_transform)
+            plain = predict_logits(models.classifier, images, **run)
+            shared = time.perf_counter() - start
+            flipped: dict[int, torch.Tensor] = {}
+            reach = (hit_matrix(t_xyz, t["diameter_mm"].to_numpy(), every[XYZ].to_numpy(np.float64)).any(axis=1)
+                     if len(t) else np.zeros(0, bool))
+            for cap, tta in itertools.product(args.caps, args.tta):
+                v = (threshold, erosion, cap, tta)
+                start = time.perf_counter()
+                logits = plain[:cap].clone()
+                top = np.argsort(-class1_probability(logits), kind="stable")[:tta]
+                need = [int(k) for k in top if int(k) not in flipped]
+                if need:
+                    others = predict_logits(models.classifier, images[torch.tensor(need)], flips=OTHER_FLIPS, **run)
+                    for k, row in zip(need, complete_flip_average(plain[need], others)):
+                        flipped[k] = row
+                for k in top:
+                    logits[int(k)] = flipped[int(k)]
+                kept = groups.iloc[:cap].copy()
+                kept["probability"] = class1_probability(logits)
+                stats[v]["seconds"].append(shared * min(cap, len(groups)) / max(len(groups), 1) + time.perf_counter() - start)
+                stats[v]["found"].append(len(every))
+                stats[v]["kept"].append(len(kept))
+                stats[v]["pre_miss"].append(float((~reach).sum()))
+                rows[v].append(kept.assign(seriesuid=uid).rename(columns={"center_x": "coordX", "center_y": "coordY",
+                                                                          "center_z": "coordZ"}))
+        print(f"{n + 1}/{len(series)} {uid[-8:]} seg {seg_seconds[-1]:.1f} s", file=sys.stderr, flush=True)
+    print(f"\n{len(series)} {args.part} CTs, {len(truth)} nodules; segmentation {np.median(seg_seconds):.1f} s/CT (median)\n")
+    print("| seg threshold | erosion | cap | flip TTA top | CPM | sens @1 | sens @8 | misses | misses before cap | "
+          "components/CT (median found, kept) | group+classify s/CT |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for v in variants:
+        det = pd.concat(rows[v], ignore_index=True)[["seriesuid", "coordX", "coordY", "coordZ", "probability"]]
+        froc = compute_froc(det, truth, series)
+        s = stats[v]
+        misses = froc["total_nodules"] - froc["detected"]
+        print(f"| {v[0]} | {v[1]} | {v[2]} | {v[3]} | {froc['cpm']:.3f} | {froc['sensitivities'][3]:.3f} | "
+              f"{froc['sensitivities'][6]:.3f} | {misses} | {int(sum(s['pre_miss']))} | "
+              f"{np.median(s['found']):.0f}, {np.median(s['kept']):.0f} | {np.median(s['seconds']):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
