@@ -16,6 +16,11 @@ from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
+# tqdm's monitor thread only corrects bars whose refresh interval has gone stale; a second
+# thread would make every process pool started under a bar spawn its workers instead of
+# forking them (lungmonai.parallel), re-importing torch in each.
+tqdm.monitor_interval = 0
+
 # elapsed<remaining is tqdm's ETA; keep it in every bar even when the total is unknown.
 _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 

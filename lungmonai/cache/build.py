@@ -41,6 +41,7 @@ from lungmonai.cache.crops import (
     series_dir,
 )
 from lungmonai.geometry import xyz_to_irc
+from lungmonai.parallel import process_context
 from lungmonai.progress import progress
 
 
@@ -179,7 +180,7 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Callable[..
 
         yield run_now, lambda futures: iter(futures)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
             yield pool.submit, lambda futures: as_completed(futures)
 
 

