@@ -7,6 +7,14 @@ Each CT is resampled to 0.6x0.6x0.625, 0.8x0.8x1.25 and 0.98x0.98x2.5 mm (linear
 ``lungmonai analyze`` would, and its findings with P(nodule) >= 0.1 are matched to those at the
 CT's own resolution: the share matched within 1.5 mm, the largest centre distance and the
 largest P(nodule) difference among the matched, and the findings per CT.
+
+Measured with the shipped weights on two full-size val CTs of the embedded dataset (5 annotated
+nodules each; 2 CPU cores): the findings a report lists (``--floor 0.9``, near the operating
+point) agree at every resolution: 4-5 per CT, 100% and 75-100% matched within 1.5 mm, centres
+within 0.67 mm and P(nodule) within 0.021; one finding of one CT was lost at 0.8x0.8x1.25 and
+0.98x0.98x2.5 mm. All findings down to P 0.1 (78-120 per CT) agree far less (38-77% matched,
+P differences up to 0.59): the low-probability candidates are vessel pieces that resampling
+splits and joins differently.
 """
 
 from __future__ import annotations
