@@ -24,6 +24,15 @@ def bundle_settings(bundles_dir: str | Path | None = None) -> PipelineSettings:
     return pipeline_settings(find_bundles(bundles_dir))
 
 
+def _switch(text: str) -> bool:
+    from lungmonai.config import flag
+
+    try:
+        return flag(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _settings(args: argparse.Namespace) -> PipelineSettings:
     overrides = {f.name: getattr(args, f.name) for f in fields(PipelineSettings) if getattr(args, f.name) is not None}
     return replace(bundle_settings(args.bundles), **overrides)
@@ -89,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--bundles", default=None, metavar="DIR",
                        help="the bundles folder (default: $LUNGMONAI_BUNDLES, else the installed bundles)")
         for f in fields(PipelineSettings):
-            p.add_argument(f"--{f.name}", type=type(f.default), default=None)
+            # bool("false") is True: switches are read as the bundles' configs read them.
+            p.add_argument(f"--{f.name}", type=_switch if isinstance(f.default, bool) else type(f.default), default=None)
     args = ap.parse_args(argv)
     if args.command == "import-book-checkpoint":
         return _import_book(args)

@@ -77,11 +77,14 @@ BOOK_PIPELINE: dict[str, Any] = {
     # book erodes once; the project's 0.7 erodes twice below 0.467 mm.
     "erosion_mm": 0.6,
     "flip_tta_top": 0,
+    "max_components": 0,
+    "restrict_to_lungs": False,
     "nodule_threshold": 0.5,
     "malignancy_threshold": 0.5,
     "precision": "fp32",
 }
-"""Pipeline settings of an imported folder: the book's thresholds, no flip averaging, float32."""
+"""Pipeline settings of an imported folder: the book's thresholds, whole slices segmented, every
+component classified, no flip averaging, float32."""
 
 CLASSIFIER_DEF: dict[str, Any] = {
     "_target_": "lungmonai.classification.LunaModel",
@@ -116,12 +119,11 @@ REPRODUCES_BOOK = [
     "32x48x48 classifier crops whose first voxel is the rounded centre minus 16, 24, 24",
     "P(nodule) the softmax of the two logits; a nodule when >= 0.5 (the book reports > 0.5)",
     "float32 forward passes (precision fp32), no flip averaging (flip_tta_top 0)",
+    "whole slices segmented (restrict_to_lungs false) and every component classified (max_components 0)",
 ]
 
 DIFFERS_FROM_BOOK = [
-    "the pipeline segments only the box around the lungs (the book: the whole 512x512 slice); outside it the probability is 0 and near its edges the network sees the box's edge instead of the body, so components there can differ (lungmonai.segmentation.segment_ct has restrict_to_lungs=False for the book's way, the pipeline settings have no switch for it)",
     "a slice region whose size is not a multiple of 8 is padded with air (-1000 HU) on its bottom and right",
-    "the pipeline keeps at most max_components (300) components per CT, ranked by their highest probability (the book keeps them all)",
     "a crop reaching past the CT is padded with air (the book shifts it inside the CT)",
     "a centre exactly halfway between voxels is rounded up (the book rounds half to even)",
     "a CT is first laid out with axial slices along its first axis (LPS); LUNA16's CTs already are, other inputs are not segmented the book's way",

@@ -1,5 +1,6 @@
 """Malignancy estimation for detected nodules: fine-tuning the nodule classifier (book ch. 14),
-soft labels from radiologists' ratings, mixup, the diameter baseline, checkpoint ensembles."""
+soft labels from radiologists' ratings, mixup, the diameter baseline, checkpoint ensembles, and
+the blend with the measured diameter chosen on validation (size fusion)."""
 
 from lungmonai.malignancy.baseline import DiameterBaseline, paired_bootstrap_auc_difference
 from lungmonai.malignancy.ensemble import ProbabilityEnsemble, ensemble_from_checkpoints
@@ -7,6 +8,7 @@ from lungmonai.malignancy.finetune import GradualUnfreezing, make_finetune_optim
 from lungmonai.malignancy.labels import attach_targets, nodule_items, soft_target
 from lungmonai.malignancy.losses import SoftTargetCrossEntropy
 from lungmonai.malignancy.mixup import MixupPrepareBatch, mixup_batch
+from lungmonai.malignancy.size_fusion import apply_fusion, choose_fusion, fit_from_detections, load_fusion, write_fusion
 
 __all__ = [
     "DiameterBaseline",
@@ -14,12 +16,17 @@ __all__ = [
     "MixupPrepareBatch",
     "ProbabilityEnsemble",
     "SoftTargetCrossEntropy",
+    "apply_fusion",
     "attach_targets",
+    "choose_fusion",
     "ensemble_from_checkpoints",
+    "fit_from_detections",
+    "load_fusion",
     "make_finetune_optimizer",
     "mixup_batch",
     "nodule_items",
     "paired_bootstrap_auc_difference",
     "prepare_network",
     "soft_target",
+    "write_fusion",
 ]

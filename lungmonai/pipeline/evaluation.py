@@ -65,7 +65,7 @@ def _froc_line(froc: dict[str, Any]) -> str:
 
 def _cap_line(found: dict[str, int], cap: int) -> str:
     """One line for the CTs whose components outnumbered the cap (empty when none did)."""
-    capped = [n for n in found.values() if n > cap]
+    capped = [n for n in found.values() if n > cap] if cap else []  # 0: no cap
     if not capped:
         return ""
     return (f"component cap {cap} reached in {len(capped)} of {len(found)} CTs "
@@ -84,18 +84,30 @@ def _operating_point(froc: dict[str, Any], threshold: float) -> tuple[float, flo
 
 def _malignancy(truth: pd.DataFrame, detections: pd.DataFrame, settings: PipelineSettings,
                 models: PipelineModels, n_boot: int) -> dict[str, Any] | None:
-    """P(malignant) against the pipeline's own diameter, on the nodules its reported findings hit."""
+    """P(malignant) against the pipeline's own diameter, on the nodules its reported findings hit.
+
+    P(malignant) is what the pipeline reports (with the size fusion where one was chosen); when
+    that differs from the image model's own probability, ``image_only`` holds the same figures
+    for the image model alone, so the report shows what the fusion added."""
     if models.malignancy is None or detections.empty or detections["diameter_mm"].isna().all():
         return None
-    return model_against_diameter(found_nodules(truth, detections, settings.nodule_threshold), n_boot=max(n_boot, 200))
+    n_boot = max(n_boot, 200)
+    result = model_against_diameter(found_nodules(truth, detections, settings.nodule_threshold), n_boot=n_boot)
+    if "p_malignant_image" in detections and not detections["p_malignant_image"].equals(detections["p_malignant"]):
+        image = detections.assign(p_malignant=detections["p_malignant_image"])
+        result["image_only"] = model_against_diameter(found_nodules(truth, image, settings.nodule_threshold), n_boot=n_boot)
+    return result
 
 
 def _malignancy_line(result: dict[str, Any] | None) -> str:
     if not result or result.get("model_auc") is None:
         return ""
     m, d, diff = result["model_auc_ci"], result["diameter_auc_ci"], result["difference_ci"]
+    image = result.get("image_only")
+    image_text = "" if not image or image.get("model_auc") is None else (
+        f" (image model alone {image['model_auc']:.3f}, {image['model_auc_ci'][0]:.3f}-{image['model_auc_ci'][1]:.3f})")
     return (f"malignancy on the {result['nodules']} nodules found ({result['malignant']} malignant): AUC "
-            f"{result['model_auc']:.3f} ({m[0]:.3f}-{m[1]:.3f}), measured diameter alone {result['diameter_auc']:.3f} "
+            f"{result['model_auc']:.3f} ({m[0]:.3f}-{m[1]:.3f}){image_text}, measured diameter alone {result['diameter_auc']:.3f} "
             f"({d[0]:.3f}-{d[1]:.3f}); difference {result['difference']:+.3f} ({diff[0]:+.3f} to {diff[1]:+.3f})\n")
 
 
@@ -140,6 +152,7 @@ def evaluate_split(
         frame = pd.DataFrame({"seriesuid": uid, "coordX": c["center_x"], "coordY": c["center_y"],
                               "coordZ": c["center_z"], "probability": c["p_nodule"],
                               "p_nodule": c["p_nodule"], "p_malignant": c["p_malignant"],
+                              "p_malignant_image": c["p_malignant_image"] if "p_malignant_image" in c else c["p_malignant"],
                               "diameter_mm": c["diameter_mm"] if "diameter_mm" in c else np.nan})
         detections.append(frame)
         t = truth[truth["seriesuid"] == uid]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lungmonai.config import find_bundles
+from lungmonai.malignancy.size_fusion import load_fusion
 from lungmonai.segmentation import load_segmenter
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ class PipelineModels:
     device: torch.device
     # Nodule type and calcification for Lung-RADS (lungmonai.nodule_type): plain JSON, no network.
     nodule_type: Any = None
+    # The blend of P(malignant) with the measured diameter chosen on the validation nodules
+    # (lungmonai.malignancy.size_fusion); None: P(malignant) is the image model's alone.
+    size_fusion: dict[str, Any] | None = None
 
 
 def _crop_classifier(bundle_root: Path, device: torch.device) -> tuple[nn.Module, Callable]:
@@ -60,17 +64,19 @@ def load_models(
     bundles_dir: str | os.PathLike[str] | None = None, device: str | torch.device | None = None, with_malignancy: bool = True
 ) -> PipelineModels:
     """Segmenter, nodule classifier and (when trained) malignancy model from ``bundles_dir``
-    (None: ``LUNGMONAI_BUNDLES`` or the installed bundles, see :func:`lungmonai.config.find_bundles`)."""
+    (None: ``LUNGMONAI_BUNDLES`` or the installed bundles, see :func:`lungmonai.config.find_bundles`),
+    with the malignancy bundle's size fusion when the validation chose one (``configs/size_fusion.json``)."""
     device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
     bundles = find_bundles(bundles_dir)
     seg_root = bundles / "nodule_seg"
     segmenter, seg_settings = load_segmenter(seg_root, _require(seg_root / "models/model.pt", "nodule_seg"), device)
     _require(bundles / "nodule_cls/models/model.pt", "nodule_cls")
     classifier, crop_transform = _crop_classifier(bundles / "nodule_cls", device)
-    malignancy = None
+    malignancy, size_fusion = None, None
     mal_root = bundles / "nodule_malignancy"
     if with_malignancy and (mal_root / "models/model.pt").is_file():
         malignancy, _ = _crop_classifier(mal_root, device)
+        size_fusion = load_fusion(bundles)
     elif with_malignancy:
         logger.warning("%s: no malignancy model; P(malignant) is left empty", mal_root / "models/model.pt")
     nodule_type = None
@@ -78,4 +84,4 @@ def load_models(
         from lungmonai.nodule_type import load_default_model
 
         nodule_type = load_default_model(bundles)
-    return PipelineModels(segmenter, seg_settings, classifier, crop_transform, malignancy, device, nodule_type)
+    return PipelineModels(segmenter, seg_settings, classifier, crop_transform, malignancy, device, nodule_type, size_fusion)

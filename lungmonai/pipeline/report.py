@@ -139,12 +139,14 @@ def _records(analysis: Analysis, settings: PipelineSettings,
     components = _components(analysis, settings, ranked)
     for rank, (row, component) in enumerate(zip(ranked.itertuples(index=False), components), start=1):
         p_mal = None if pd.isna(row.p_malignant) else float(row.p_malignant)
+        p_image = getattr(row, "p_malignant_image", row.p_malignant)  # the image model's own, before any size fusion
         records.append({
             "rank": rank,
             "center_xyz": [round(float(v), 2) for v in (row.center_x, row.center_y, row.center_z)],
             "center_irc": xyz_to_irc(np.array([row.center_x, row.center_y, row.center_z]), geometry).tolist(),
             "p_nodule": round(float(row.p_nodule), 4),
             "p_malignant": None if p_mal is None else round(p_mal, 4),
+            "p_malignant_image": None if pd.isna(p_image) else round(float(p_image), 4),
             "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),  # unrounded, as the confusion table decides
             "voxels": int(row.voxels),
             "diameter_mm": round(float(row.diameter_mm), 2),

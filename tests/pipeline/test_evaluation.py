@@ -83,3 +83,32 @@ def test_a_broken_annotations_file_is_named(monkeypatch, tmp_path: Path) -> None
     (dataset / "annotations.csv").write_text("seriesuid,coordX,coordY\ns1,0,0\n")
     with pytest.raises(ValueError, match=r"annotations\.csv: missing column\(s\) \['coordZ', 'diameter_mm'\]"):
         _evaluate(dataset, tmp_path)
+
+
+def test_malignancy_is_judged_on_the_reported_p_malignant_with_the_image_models_beside_it(monkeypatch, tmp_path: Path) -> None:
+    # With a size fusion, the pipeline reports the blend; the evaluation scores that against the
+    # measured diameter and shows the image model's own AUC next to it.
+    series = [f"s{k}" for k in range(8)]
+    malignant = {uid: k < 4 for k, uid in enumerate(series)}
+    dataset = _fake_dataset(monkeypatch, tmp_path, series, [])
+
+    def analyze_ct(uid, models, settings):
+        bad = malignant[uid]
+        candidates = pd.DataFrame({"center_x": [0.0], "center_y": [0.0], "center_z": [0.0], "p_nodule": [0.9],
+                                   "p_malignant": [0.8 if bad else 0.2], "p_malignant_image": [0.3 if bad else 0.6],
+                                   "diameter_mm": [9.0 + int(uid[1:]) % 3]})
+        return types.SimpleNamespace(candidates=candidates, seconds={"all": 1.0}, components_found=1)
+
+    monkeypatch.setattr(evaluation, "analyze_ct", analyze_ct)
+    (dataset / "annotations.csv").write_text(
+        "seriesuid,coordX,coordY,coordZ,diameter_mm\n" + "".join(f"{uid},0,0,0,8\n" for uid in series))
+    (dataset / "annotations_with_malignancy.csv").write_text(MALIGNANCY_HEADER + "".join(
+        f'{uid},0,0,0,8,{malignant[uid]},"[3, 3, 3]",-4,-4,-4,4,4,4,3\n' for uid in series))
+    result = _evaluate(dataset, tmp_path)["malignancy"]
+    assert result["nodules"] == 8 and result["malignant"] == 4
+    assert result["model_auc"] == pytest.approx(1.0)  # the reported (fused) P(malignant)
+    assert result["image_only"]["model_auc"] == pytest.approx(0.0)
+    assert result["image_only"]["diameter_auc"] == pytest.approx(result["diameter_auc"])
+    assert "image model alone 0.000" in (tmp_path / "out/summary.txt").read_text()
+    detections = pd.read_csv(tmp_path / "out/detections.csv")
+    assert {"p_malignant", "p_malignant_image", "diameter_mm"} <= set(detections.columns)

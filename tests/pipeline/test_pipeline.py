@@ -117,6 +117,37 @@ def test_malignancy_scores_the_kept_candidates_own_crops(tiny_prepared: Path, mo
     np.testing.assert_allclose(some.loc[kept, "p_malignant"].to_numpy(), expected, rtol=1e-7, atol=0)
 
 
+def test_a_size_fusion_in_the_bundles_changes_p_malignant_and_keeps_the_image_models(
+        tiny_prepared: Path, bundles: Path, models, tmp_path: Path) -> None:
+    from lungmonai.malignancy.size_fusion import apply_fusion, write_fusion
+
+    fused_bundles = tmp_path / "bundles"
+    shutil.copytree(bundles, fused_bundles)
+    # weak on the logit: an untrained image model says 0.9999 for every crop
+    fusion = {"use": True, "weights": {"intercept": -3.0, "logit_p_image": 0.2, "log_diameter_mm": 0.5}}
+    write_fusion(fused_bundles, fusion)
+    fused_models = load_models(fused_bundles, device="cpu")
+    assert fused_models.size_fusion == fusion and models.size_fusion is None
+
+    ct_path = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    ct = read_ct(ct_path)
+    settings = PipelineSettings(seg_threshold=0.0, nodule_threshold=0.0, max_components=5, precision="fp32")
+    plain = analyze_ct(ct, models, settings).candidates
+    fused = analyze_ct(ct, fused_models, settings).candidates
+    assert len(fused) == len(plain) > 0
+    # without a fusion both columns are the image model's; with one, only p_malignant changes
+    np.testing.assert_array_equal(plain["p_malignant"], plain["p_malignant_image"])
+    np.testing.assert_allclose(fused["p_malignant_image"], plain["p_malignant"], rtol=1e-7, atol=0)
+    expected = apply_fusion(fusion, fused["p_malignant_image"].to_numpy(), fused["diameter_mm"].to_numpy())
+    np.testing.assert_allclose(fused["p_malignant"], expected)
+    assert np.all(np.abs(fused["p_malignant"] - fused["p_malignant_image"]) > 0.1)
+    # the report shows both
+    analyze(ct_path, tmp_path / "out", settings, fused_models, pictures=False)
+    saved = json.loads((tmp_path / "out" / f"{ct_path.stem}_report.json").read_text())
+    first = saved["nodules"][0]
+    assert first["p_malignant"] != first["p_malignant_image"]
+
+
 def test_evaluate_counts_every_test_nodule_once(tiny_prepared: Path, models, tmp_path: Path) -> None:
     from lungmonai.segmentation import segment_ct
 
@@ -155,6 +186,8 @@ def test_cli_flags_override_the_bundle_settings(monkeypatch, tmp_path: Path) -> 
     assert cli.main(["analyze", str(ct), "--flip_tta_top", "0", "--max_components", "7", "--device", "cpu"]) == 0
     assert seen["s"].flip_tta_top == 0 and seen["s"].max_components == 7
     assert seen["device"] == "cpu"
+    assert cli.main(["analyze", str(ct), "--restrict_to_lungs", "false"]) == 0
+    assert seen["s"].restrict_to_lungs is False, "the text 'false' switched the lung box on"
     cli.main(["analyze", str(ct)])
     assert seen["s"].flip_tta_top == 32  # the bundles' contract
 
@@ -253,6 +286,7 @@ def test_one_ct_as_mhd_nifti_and_dicom_in_one_folder_gives_the_same_findings(
     ({"seg_threshold": 1.5}, "seg_threshold must be a probability"), ({"erosion_mm": -1.0}, "erosion_mm"),
     ({"crop_batch_size": 0}, "crop_batch_size must be >= 1"), ({"seg_batch_size": 0}, "seg_batch_size must be >= 1"),
     ({"max_pictures": -1}, "max_pictures must be >= 0"), ({"max_components": -5}, "max_components must be >= 0"),
+    ({"restrict_to_lungs": "maybe"}, "restrict_to_lungs: expected a boolean"),
 ])
 def test_settings_refuse_impossible_values(bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -276,6 +310,22 @@ def test_flip_tta_rescores_only_the_top_candidates(tiny_prepared: Path, models) 
     xyz = plain[["center_x", "center_y", "center_z"]].to_numpy()[top]
     expected = class1_probability(predict_logits(models.classifier, crop_images(ct, xyz, models.crop_transform), flips=FLIP_DIMS))
     np.testing.assert_allclose(rescored["p_nodule"].to_numpy()[top], expected, rtol=1e-5)
+
+
+def test_the_books_way_segments_whole_slices_and_classifies_every_component(tiny_prepared: Path, models,
+                                                                            monkeypatch) -> None:
+    import lungmonai.pipeline.analysis as analysis
+    from lungmonai.segmentation import segment_ct
+
+    ct = read_ct(sorted(tiny_prepared.glob("subset*/*.mhd"))[0])
+    threshold = float(np.quantile(segment_ct(ct, models.segmenter), 0.995))
+    settings = PipelineSettings(seg_threshold=threshold, erosion_mm=0.0, max_components=3, flip_tta_top=0, precision="fp32")
+    asked = []
+    monkeypatch.setattr(analysis, "segment_ct", lambda *a, **k: asked.append(k["restrict_to_lungs"]) or segment_ct(*a, **k))
+    capped = analyze_ct(ct, models, settings)
+    every = analyze_ct(ct, models, replace(settings, max_components=0, restrict_to_lungs=False))
+    assert asked == [True, False]
+    assert len(capped.candidates) == 3 < every.components_found == len(every.candidates)
 
 
 def test_evaluation_refuses_the_train_part(tiny_prepared: Path, models, tmp_path: Path) -> None:
