@@ -10,7 +10,9 @@ From nothing, on the LUNA16-resolution embedded dataset (``bundles/recipe.json``
    then fine-tune the classifier on them (``nodule_cls/configs/hard_negatives.json``), and
    fine-tune malignancy from that classifier;
 4. choose the pipeline's operating point on the validation series, for the stated false
-   positives per scan, and write it into the bundles' contract;
+   positives per scan, and write it into the bundles' contract; on the nodules found there,
+   choose whether P(malignant) is blended with the measured diameter
+   (:mod:`lungmonai.malignancy.size_fusion`);
 5. generate the held-out set (LIDC patients the development data does not use) and analyse it
    once, with the chosen settings;
 6. write each bundle's provenance and held-out figures into its ``metadata.json``.
@@ -44,7 +46,7 @@ from lungmonai.usererrors import run_command
 from lungmonai.workflow import run_bundle, run_stage, start_bundle
 
 STEPS = ("generate", "check", "prepare", "classifier", "segmentation", "mine", "hard_negatives", "malignancy",
-         "operating_point", "heldout", "evaluate", "record")
+         "operating_point", "size_fusion", "heldout", "evaluate", "record")
 TRAINED = {"classifier": "nodule_cls", "segmentation": "nodule_seg", "malignancy": "nodule_malignancy"}
 RECIPE_CONFIGS = ("train.json", "recipe.json")
 HARD_NEGATIVES_CONFIG = "hard_negatives.json"
@@ -229,13 +231,36 @@ def _operating_point(r: Recipe) -> dict[str, Any]:
 
     target = float(r.settings["operating_point"]["fp_per_scan"])
     out = r.out / "val"
-    metrics = evaluate_split(r.dataset, "val", out, pipeline_settings(r.bundles), load_models(r.bundles),
-                             n_boot=int(r.settings["bootstrap"]), reports=False)
+    # Every candidate gets its P(malignant) (threshold 0), so the size fusion can be chosen on the
+    # nodules found at the new operating point, whichever it is.
+    metrics = evaluate_split(r.dataset, "val", out, pipeline_settings(r.bundles, nodule_threshold=0.0),
+                             load_models(r.bundles), n_boot=int(r.settings["bootstrap"]), reports=False)
     point = operating_threshold(out / "detections.csv", r.dataset, "val", target)
     write_nodule_threshold(r.bundles, point["threshold"])
     print(f"operating point on val: P(nodule) >= {point['threshold']:.3f} gives {point['fp_per_scan']:.2f} FP/scan "
           f"at sensitivity {point['sensitivity']:.3f}; written to {r.bundles / 'contract.json'}")
     return {"val_cpm": metrics["cpm"], "val_cpm_ci": metrics["cpm_ci"], **point}
+
+
+def _size_fusion(r: Recipe) -> dict[str, Any]:
+    """Blend P(malignant) with the measured diameter where that beats the image model on the val
+    nodules found at the operating point (cross-validated there); the choice goes to the bundle."""
+    from lungmonai.config import contract
+    from lungmonai.malignancy.size_fusion import FUSION_FILE, fit_from_detections, write_fusion
+
+    try:
+        fusion = fit_from_detections(r.dataset, r.out / "val/detections.csv",
+                                     contract(r.bundles)["pipeline"]["nodule_threshold"], n_boot=int(r.settings["bootstrap"]))
+    except ValueError as error:  # too few nodules found on val to compare: the image model alone
+        (r.bundles / FUSION_FILE).unlink(missing_ok=True)  # a choice made for other weights
+        print(f"no size fusion: {error}")
+        return {"use": False, "skipped": str(error)}
+    path = write_fusion(r.bundles, fusion)
+    cv = fusion["cv_auc"]
+    print(f"size fusion on {fusion['nodules']} val nodules: cross-validated AUC image {cv['image']['auc']:.3f}, "
+          f"diameter {cv['diameter']['auc']:.3f}, blend {cv['blend']['auc']:.3f}; "
+          f"{'used' if fusion['use'] else 'not used'} (written to {path})")
+    return {"use": fusion["use"], "cv_auc": {k: v["auc"] for k, v in cv.items()}}
 
 
 def make_heldout(out: Path, settings: dict[str, Any], series: int, seed: int, workers: int | None = None) -> None:
@@ -285,7 +310,7 @@ def _run(r: Recipe, steps: Sequence[str]) -> None:
         "segmentation": lambda r: _train_one(r, "segmentation"),
         "malignancy": lambda r: _train_one(r, "malignancy"),
         "mine": _mine, "hard_negatives": _hard_negatives,
-        "operating_point": _operating_point, "heldout": _heldout, "evaluate": _evaluate, "record": _record,
+        "operating_point": _operating_point, "size_fusion": _size_fusion, "heldout": _heldout, "evaluate": _evaluate, "record": _record,
     }
     todo = [s for s in STEPS if s in steps and not r.done(s)]
     for s in steps:
