@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DATA ?= data/luna16_synth
-SERIES ?= 100
+# make demo DATA=dir SERIES=n analyses another dataset (generated there when missing); by
+# default the demo's own held-out sample (lungmonai.demo --help).
+DATA ?=
+SERIES ?=
 WHEELS := $(wildcard /opt/wheels)
 
 .PHONY: demo test venv clean-data
@@ -25,10 +27,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m lungmonai.demo --dataset_dir $(DATA) --series $(SERIES)
+	$(PY) -m lungmonai.demo $(if $(DATA),--dataset_dir $(DATA)) $(if $(SERIES),--series $(SERIES))
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 clean-data:
-	rm -rf $(DATA)
+	rm -rf $(or $(DATA),data/luna16_demo_heldout)
