@@ -155,13 +155,20 @@ def _check(r: Recipe) -> dict[str, Any]:
 
 
 def _prepare(r: Recipe) -> dict[str, Any]:
-    from lungmonai.config import contract
-    from lungmonai.tables.prepare import format_summary, prepare_dataset
+    from lungmonai.tables.prepare import format_summary
 
-    summary = prepare_dataset(r.dataset, seed=r.settings["dataset"]["seed"], fractions=r.settings["dataset"]["fractions"],
-                              workers=r.workers, grid_spacing_xyz=contract(r.bundles)["grid_spacing_xyz"])
-    print(format_summary(summary))
+    print(format_summary(_prepare_dataset(r)))
     return {}
+
+
+def _prepare_dataset(r: Recipe) -> dict[str, Any]:
+    """Table, split (kept once made) and cache of the development dataset, on the grid of the
+    bundles being trained (not the installed ones')."""
+    from lungmonai.config import contract
+    from lungmonai.tables.prepare import prepare_dataset
+
+    return prepare_dataset(r.dataset, seed=r.settings["dataset"]["seed"], fractions=r.settings["dataset"]["fractions"],
+                           workers=r.workers, grid_spacing_xyz=contract(r.bundles)["grid_spacing_xyz"])
 
 
 def _train_one(r: Recipe, step: str) -> dict[str, Any]:
@@ -203,10 +210,10 @@ def _train_together(r: Recipe, steps: Sequence[str]) -> None:
 def _mine(r: Recipe) -> dict[str, Any]:
     """The trained pipeline's false components on the training series join the candidate table."""
     from lungmonai.classification.mining import mine_hard_negatives
-    from lungmonai.tables.prepare import format_summary, prepare_dataset
+    from lungmonai.tables.prepare import format_summary
 
     path = mine_hard_negatives(r.dataset, r.bundles, per_ct=int(r.settings["hard_negatives"]["per_ct"]))
-    summary = prepare_dataset(r.dataset, workers=r.workers)  # the kept split; only changed cache entries rebuild
+    summary = _prepare_dataset(r)  # the kept split; only the changed cache entries are built again
     print(format_summary(summary))
     return {"mined": summary["table"]["mined_negatives_read"], "file": str(path)}
 
