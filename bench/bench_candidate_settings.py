@@ -34,7 +34,7 @@ from lungmonai.io.grid import to_grid  # noqa: E402
 from lungmonai.io.orient import to_lps  # noqa: E402
 from lungmonai.metrics.froc import compute_froc, hit_matrix  # noqa: E402
 from lungmonai.pipeline import load_models, pipeline_settings  # noqa: E402
-from lungmonai.pipeline.evaluation import _truth  # noqa: E402
+from lungmonai.pipeline.evaluation import truth_table  # noqa: E402
 from lungmonai.segmentation import segment_ct  # noqa: E402
 from lungmonai.tables.splits import load_split  # noqa: E402
 
@@ -62,7 +62,7 @@ def main() -> None:
     seg = models.seg_settings
     series = load_split(args.dataset_dir / "prepared/split.json").series_in(args.part)[: args.limit]
     paths = find_series(args.dataset_dir)
-    truth = _truth(args.dataset_dir)
+    truth = truth_table(args.dataset_dir)
     truth = truth[truth["seriesuid"].isin(series)]
     variants = _variants(args)
     rows: dict[tuple, list[pd.DataFrame]] = {v: [] for v in variants}

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from lungmonai.config import contract, find_bundles  # noqa: E402
 from lungmonai.metrics.froc import bootstrap_froc, hit_matrix, interp_froc  # noqa: E402
-from lungmonai.pipeline.evaluation import _truth  # noqa: E402
+from lungmonai.pipeline.evaluation import truth_table  # noqa: E402
 from lungmonai.tables.splits import load_split  # noqa: E402
 
 XYZ = ["coordX", "coordY", "coordZ"]
@@ -58,7 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     threshold = args.threshold if args.threshold is not None else contract(find_bundles(None))["pipeline"]["nodule_threshold"]
     series = load_split(args.dataset_dir / "prepared/split.json").series_in(args.part)
-    truth = _truth(args.dataset_dir)
+    truth = truth_table(args.dataset_dir)
     truth = truth[truth["seriesuid"].isin(series)]
     excluded_path = args.dataset_dir / "annotations_excluded.csv"
     excluded = pd.read_csv(excluded_path, dtype={"seriesuid": str}) if excluded_path.is_file() else None

@@ -47,6 +47,7 @@ from lungmonai.io.volume import CTVolume, Geometry  # noqa: E402
 from lungmonai.nodule_type import load_default_model  # noqa: E402
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings  # noqa: E402
 from lungmonai.pipeline.report import _records, _ranked_nodules, nodule_picture, write_reports  # noqa: E402
+from tests.helpers import ellipsoid_mask  # noqa: E402
 from lungmonai.plots import save_figure  # noqa: E402
 from lungmonai.reports.html import write_ct_page  # noqa: E402
 from lungmonai.reports.measure import nodule_size  # noqa: E402
@@ -137,20 +138,6 @@ def time_reports(findings: int, slices: int, repeats: int) -> dict[str, float]:
 # phantoms
 
 
-def ellipsoid(semi_xyz: tuple[float, float, float], spacing_irc: np.ndarray, offset_irc: np.ndarray,
-              angle: float) -> np.ndarray:
-    """Voxels whose centres lie in the ellipsoid with semi-axes ``semi_xyz`` (mm), turned by
-    ``angle`` about z, centred ``offset_irc`` voxels off the middle of a box with room around it
-    (as tests/reports/test_measure.py builds them)."""
-    semi_irc = np.asarray(semi_xyz[::-1], float)
-    shape = np.ceil(2 * semi_irc.max() / spacing_irc).astype(int) + 6
-    axes = [(np.arange(n) - ((n - 1) / 2 + o)) * s for n, o, s in zip(shape, offset_irc, spacing_irc)]
-    z, y, x = np.meshgrid(*axes, indexing="ij")
-    cos, sin = np.cos(angle), np.sin(angle)
-    along, across = cos * x + sin * y, -sin * x + cos * y
-    return (z / semi_irc[0]) ** 2 + (across / semi_irc[1]) ** 2 + (along / semi_irc[2]) ** 2 <= 1
-
-
 PHANTOMS = [(f"sphere {2 * r:g} mm", (r, r, r), 0.0) for r in (2.0, 3.0, 5.0, 10.0, 15.0)] + [
     ("ellipsoid 16x12x8 mm", (8.0, 6.0, 4.0), 0.0),
     ("ellipsoid 16x12x8 mm, 29°", (8.0, 6.0, 4.0), 0.5),
@@ -168,7 +155,7 @@ def phantom_errors(spacing_xyz: tuple[float, float, float], placements: int, see
     for name, semi, angle in PHANTOMS:
         volume = 4 / 3 * np.pi * np.prod(semi)
         for _ in range(placements):
-            size = nodule_size(ellipsoid(semi, spacing_irc, rng.uniform(-0.5, 0.5, 3), angle), spacing_irc)
+            size = nodule_size(ellipsoid_mask(semi, spacing_irc, rng.uniform(-0.5, 0.5, 3), angle), spacing_irc)
             rows.append({
                 "phantom": name,
                 "long (mm)": size["long_axis_mm"] - 2 * semi[0],

@@ -231,3 +231,17 @@ class CodePayload:
 
     def __reduce__(self):  # noqa: ANN204
         return (open, (self.marker, "w"))
+
+
+def ellipsoid_mask(semi_xyz: tuple[float, float, float], spacing_irc, offset_irc, angle: float = 0.0) -> np.ndarray:
+    """Voxels whose centres lie in the ellipsoid with semi-axes ``semi_xyz`` (mm), turned by
+    ``angle`` about z, centred ``offset_irc`` voxels off the middle of a box with room around it: phantoms of known
+    size for the measurements' tests and bench/bench_reports.py."""
+    spacing = np.asarray(spacing_irc, float)
+    semi_irc = np.asarray(semi_xyz[::-1], float)
+    shape = np.ceil(2 * semi_irc.max() / spacing).astype(int) + 6
+    axes = [(np.arange(n) - ((n - 1) / 2 + o)) * s for n, o, s in zip(shape, offset_irc, spacing)]
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    cos, sin = np.cos(angle), np.sin(angle)
+    along, across = cos * x + sin * y, -sin * x + cos * y
+    return (z / semi_irc[0]) ** 2 + (across / semi_irc[1]) ** 2 + (along / semi_irc[2]) ** 2 <= 1

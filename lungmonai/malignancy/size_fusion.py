@@ -210,12 +210,12 @@ def fit_from_detections(dataset_dir: str | os.PathLike[str], detections_csv: str
     threshold the analysis scored malignancy at) are left out and counted in ``unscored``.
     """
     from lungmonai.metrics.baseline import found_nodules
-    from lungmonai.pipeline.evaluation import _truth
+    from lungmonai.pipeline.evaluation import truth_table
 
     detections = pd.read_csv(detections_csv, dtype={"seriesuid": str})
     if "p_malignant_image" in detections:
         detections = detections.assign(p_malignant=detections["p_malignant_image"])
-    truth = _truth(Path(dataset_dir))
+    truth = truth_table(Path(dataset_dir))
     truth = truth[truth["seriesuid"].isin(set(detections["seriesuid"]))]
     found = found_nodules(truth, detections, nodule_threshold)
     scored = found[found["p_malignant"].notna()]

@@ -36,7 +36,7 @@ from lungmonai.tables.splits import load_split
 _XYZ = ["coordX", "coordY", "coordZ"]
 
 
-def _truth(dataset_dir: Path) -> pd.DataFrame:
+def truth_table(dataset_dir: Path) -> pd.DataFrame:
     """LUNA16's ``annotations.csv`` (what FROC is scored on) with ``mal_bool`` attached from
     ``annotations_with_malignancy.csv`` when present. That table leaves out annotations with no
     LIDC match; they stay nodules here, counted benign (no read rates them malignant), so a hit
@@ -135,7 +135,7 @@ def evaluate_split(
         raise FileNotFoundError(f"{dataset}: {len(missing)} {part} series of the split are not on disk, e.g. {missing[0]}")
     models = models or load_models()
     out = Path(out_dir)
-    truth = _truth(dataset)
+    truth = truth_table(dataset)
     excluded_path = dataset / "annotations_excluded.csv"
     excluded = pd.read_csv(excluded_path, dtype={"seriesuid": str}) if excluded_path.is_file() else None
 

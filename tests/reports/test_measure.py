@@ -33,22 +33,10 @@ from lungmonai.io.volume import CTVolume, Geometry
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings
 from lungmonai.pipeline.report import nodule_records
 from lungmonai.reports.measure import nodule_size, round_tenth
+from tests.helpers import ellipsoid_mask
 
 SPACINGS_IRC = [(0.6, 0.6, 0.6), (1.25, 0.7, 0.7), (2.0, 1.5, 1.5)]
 PLACEMENTS = 8
-
-
-def ellipsoid(semi_xyz: tuple[float, float, float], spacing_irc, offset_irc, angle: float = 0.0) -> np.ndarray:
-    """Voxels whose centres lie in the ellipsoid with semi-axes ``semi_xyz`` (mm), turned by
-    ``angle`` about z, centred ``offset_irc`` voxels off the middle of a box with room around it."""
-    spacing = np.asarray(spacing_irc, float)
-    semi_irc = np.asarray(semi_xyz[::-1], float)
-    shape = np.ceil(2 * semi_irc.max() / spacing).astype(int) + 6
-    axes = [(np.arange(n) - ((n - 1) / 2 + o)) * s for n, o, s in zip(shape, offset_irc, spacing)]
-    z, y, x = np.meshgrid(*axes, indexing="ij")
-    cos, sin = np.cos(angle), np.sin(angle)
-    along, across = cos * x + sin * y, -sin * x + cos * y
-    return (z / semi_irc[0]) ** 2 + (across / semi_irc[1]) ** 2 + (along / semi_irc[2]) ** 2 <= 1
 
 
 # (semi-axes x, y, z in mm, angle in plane): long axis 2 x, short axis 2 y
@@ -64,7 +52,7 @@ def test_axes_within_one_pixel_and_volume_within_ten_percent(spacing_irc) -> Non
     for (semi, angle) in SHAPES:
         volume = 4 / 3 * np.pi * np.prod(semi)
         for _ in range(PLACEMENTS):
-            size = nodule_size(ellipsoid(semi, spacing_irc, rng.uniform(-0.5, 0.5, 3), angle), spacing_irc)
+            size = nodule_size(ellipsoid_mask(semi, spacing_irc, rng.uniform(-0.5, 0.5, 3), angle), spacing_irc)
             errors.append({
                 "semi": semi, "long": size["long_axis_mm"] - 2 * semi[0],
                 "short": size["short_axis_mm"] - 2 * semi[1], "volume": size["volume_mm3"] / volume - 1,
@@ -123,7 +111,7 @@ def test_report_measures_the_segmented_nodule_not_the_eroded_component() -> None
     # The analysis mask is eroded once at 0.7 mm pixels: measured as is, a 10 mm nodule would
     # read about 1.4 mm short. The report dilates its component back before measuring.
     spacing_irc = (1.25, 0.7, 0.7)
-    ball = ellipsoid((5.0, 5.0, 5.0), spacing_irc, (0.2, -0.3, 0.1))
+    ball = ellipsoid_mask((5.0, 5.0, 5.0), spacing_irc, (0.2, -0.3, 0.1))
     shape = (30, 40, 40)
     segmented = np.zeros(shape, bool)
     segmented[3:3 + ball.shape[0], 5:5 + ball.shape[1], 6:6 + ball.shape[2]] = ball
