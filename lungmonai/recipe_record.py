@@ -116,13 +116,12 @@ def write_provenance(bundles_dir: str | Path, bundle: str, settings: dict[str, A
     # Weights trained by an earlier run (whose state is gone, e.g. on another machine) and only
     # evaluated by this one keep the record of how they were made, and the figures not remeasured;
     # a classifier this run only fine-tuned on mined negatives keeps its first training's record.
-    if earlier:
-        pass
-    elif step not in state["steps"] and kept and step == "classifier" and "hard_negatives" in state["steps"]:
+    fine_tuned_only = step == "classifier" and step not in state["steps"] and kept and "hard_negatives" in state["steps"]
+    if fine_tuned_only:
         metadata["training"] = {**kept, "sha256": sha256(bundle_dir / WEIGHTS),
                                 "size_bytes": (bundle_dir / WEIGHTS).stat().st_size,
                                 **_hard_negatives(bundle_dir, state)}
-    else:
+    elif not earlier:
         metadata["training"] = provenance(bundles, bundle, settings, state, step)
     metrics = held_out_metrics(state)
     if metrics:
