@@ -19,7 +19,7 @@ from lungmonai.metrics.froc import bootstrap_froc, froc_figure, froc_to_json
 from lungmonai.pipeline.analysis import PipelineSettings, analyze_ct
 from lungmonai.pipeline.models import PipelineModels, load_models
 from lungmonai.pipeline.report import write_reports
-from lungmonai.plots import save_figure
+from lungmonai.plots import roc_figure, save_figure
 from lungmonai.reports.html import write_index
 from lungmonai.progress import progress
 from lungmonai.synth.heldout import check_held_out
@@ -83,19 +83,28 @@ def _operating_point(froc: dict[str, Any], threshold: float) -> tuple[float, flo
 
 
 def _malignancy(truth: pd.DataFrame, detections: pd.DataFrame, settings: PipelineSettings,
-                models: PipelineModels, n_boot: int) -> dict[str, Any] | None:
+                models: PipelineModels, n_boot: int, figure_path: Path) -> dict[str, Any] | None:
     """P(malignant) against the pipeline's own diameter, on the nodules its reported findings hit.
 
     P(malignant) is what the pipeline reports (with the size fusion where one was chosen); when
     that differs from the image model's own probability, ``image_only`` holds the same figures
-    for the image model alone, so the report shows what the fusion added."""
+    for the image model alone, so the report shows what the fusion added. The ROC curves of
+    all of them go to ``figure_path``, the diameter's beside the model's."""
     if models.malignancy is None or detections.empty or detections["diameter_mm"].isna().all():
         return None
     n_boot = max(n_boot, 200)
-    result = model_against_diameter(found_nodules(truth, detections, settings.nodule_threshold), n_boot=n_boot)
+    found = found_nodules(truth, detections, settings.nodule_threshold)
+    result = model_against_diameter(found, n_boot=n_boot)
+    label = found["mal_bool"].to_numpy(bool)
+    curves = {"P(malignant)": (found["p_malignant"].to_numpy(np.float64), label)}
     if "p_malignant_image" in detections and not detections["p_malignant_image"].equals(detections["p_malignant"]):
-        image = detections.assign(p_malignant=detections["p_malignant_image"])
-        result["image_only"] = model_against_diameter(found_nodules(truth, image, settings.nodule_threshold), n_boot=n_boot)
+        image = found_nodules(truth, detections.assign(p_malignant=detections["p_malignant_image"]), settings.nodule_threshold)
+        result["image_only"] = model_against_diameter(image, n_boot=n_boot)
+        curves["image model alone"] = (image["p_malignant"].to_numpy(np.float64), image["mal_bool"].to_numpy(bool))
+    curves["measured diameter"] = (found["measured_diameter_mm"].to_numpy(np.float64), label)
+    if result.get("model_auc") is not None:
+        title = f"Malignancy of the {result['nodules']} nodules found ({result['malignant']} malignant)"
+        save_figure(roc_figure(curves, title=title), figure_path)
     return result
 
 
@@ -184,7 +193,8 @@ def evaluate_split(
         "confusion": confusion_to_dict(total),
         "confusion_summary": confusion_summary(total),
         "malignant_recall": float(malignant_row[3] / malignant_row.sum()) if malignant_row.sum() else None,
-        "malignancy": _malignancy(truth[truth["seriesuid"].isin(series)], all_detections, settings, models, n_boot),
+        "malignancy": _malignancy(truth[truth["seriesuid"].isin(series)], all_detections, settings, models, n_boot,
+                                  out / "malignancy_roc.png"),
         "confusion_per_ct": {uid: confusion_to_dict(m) for uid, m in per_ct.items()},
         "components_found_per_ct": found,
     }

@@ -112,3 +112,14 @@ def test_malignancy_is_judged_on_the_reported_p_malignant_with_the_image_models_
     assert "image model alone 0.000" in (tmp_path / "out/summary.txt").read_text()
     detections = pd.read_csv(tmp_path / "out/detections.csv")
     assert {"p_malignant", "p_malignant_image", "diameter_mm"} <= set(detections.columns)
+    assert (tmp_path / "out/malignancy_roc.png").stat().st_size > 10_000
+
+
+def test_the_malignancy_roc_figure_puts_the_measured_diameter_beside_the_model(monkeypatch, tmp_path: Path) -> None:
+    drawn = {}
+    real = evaluation.roc_figure
+    monkeypatch.setattr(evaluation, "roc_figure", lambda curves, title: drawn.update(curves) or real(curves, title))
+    test_malignancy_is_judged_on_the_reported_p_malignant_with_the_image_models_beside_it(monkeypatch, tmp_path)
+    assert list(drawn) == ["P(malignant)", "image model alone", "measured diameter"]
+    score, label = drawn["measured diameter"]
+    assert len(score) == len(label) == 8 and set(score.tolist()) == {9.0, 10.0, 11.0}
