@@ -1,7 +1,7 @@
 """Working grids compared at one training budget: val CPM, misses, marks and seconds per CT.
 
     python bench/bench_grid.py [--grids 1.5,1.5,2 1,1,1.25] [--cls_epochs 2] [--seg_epochs 6]
-        [--work output/bench_grid]
+        [--work output/bench_grid] [--time_cts 8]
 
 Every stage resamples a CT onto the bundles' working grid (``contract.json``), so a grid is
 only judged with models trained on it. For each grid this bench
@@ -14,7 +14,9 @@ only judged with models trained on it. For each grid this bench
    steps at a shortened budget (``--cls_epochs`` and ``--seg_epochs`` epochs of each bundle's
    recipe samples; the segmentation validated at its last epoch only), without hard negatives;
 4. prints the val evaluation: CPM with its interval, seconds per CT, the cache's size, and
-   ``bench_froc_views.py``'s misses and marks per nodule and per CT.
+   ``bench_froc_views.py``'s misses and marks per nodule and per CT;
+5. with ``--time_cts N``, times the analysis of N val CTs on each grid again, one grid after
+   the other, per stage (resampling, segmentation, grouping, classification, malignancy).
 
 The runs are the recipe's, so each is resumable: rerun the same command after a kill. Figures
 come from one machine and one training each; a budget this short ranks grids, it does not give
@@ -70,6 +72,9 @@ def main() -> None:
     ap.add_argument("--seg_epochs", type=int, default=6)
     ap.add_argument("--work", type=Path, default=REPO / "output/bench_grid")
     ap.add_argument("--bundles_dir", default=None)
+    ap.add_argument("--time_cts", type=int, default=0,
+                    help="then time the analysis of this many val CTs per grid, one grid after the other "
+                         "(run it alone: the evaluation's own seconds share the cores with whatever else runs)")
     args = ap.parse_args()
     bundles = find_bundles(args.bundles_dir)
     overrides = [f"nodule_cls.epochs={args.cls_epochs}", f"nodule_seg.epochs={args.seg_epochs}",
@@ -99,6 +104,28 @@ def main() -> None:
         print(f"\n=== grid {_name(grid)} mm: val CPM {metrics['cpm']:.3f} ({lo:.3f}-{hi:.3f}), "
               f"{metrics['seconds_per_ct_median']:.1f} s per CT (median), prepared data {size:.1f} GiB; minutes {minutes}")
         print(views)
+    for text in args.grids if args.time_cts else []:
+        print(_timing(args.work / _name([float(v) for v in text.split(",")]), args.time_cts))
+
+
+def _timing(work: Path, n: int) -> str:
+    """Median seconds per stage of ``analyze_ct`` over the first ``n`` val CTs, the CT read first."""
+    import numpy as np
+
+    from lungmonai.io import find_series, read_ct
+    from lungmonai.pipeline import analyze_ct, load_models, pipeline_settings
+    from lungmonai.tables.splits import load_split
+
+    bundles, data = work / "bundles", work / "data"
+    models, settings = load_models(bundles), pipeline_settings(bundles)
+    paths = find_series(data)
+    stages: dict[str, list[float]] = {}
+    for uid in load_split(data / "prepared/split.json").series_in("val")[:n]:
+        analysis = analyze_ct(read_ct(paths[uid]), models, settings)
+        for stage, seconds in {**analysis.seconds, "total": sum(analysis.seconds.values())}.items():
+            stages.setdefault(stage, []).append(seconds)
+    medians = ", ".join(f"{stage} {np.median(s):.2f}" for stage, s in stages.items())
+    return f"grid {work.name}: seconds per CT over {n} val CTs, median: {medians}"
 
 
 if __name__ == "__main__":
