@@ -14,7 +14,8 @@ only judged with models trained on it. For each grid this bench
    steps at a shortened budget (``--cls_epochs`` and ``--seg_epochs`` epochs of each bundle's
    recipe samples; the segmentation validated at its last epoch only), without hard negatives;
 4. prints the val evaluation: CPM with its interval, seconds per CT, the cache's size, and
-   ``bench_froc_views.py``'s misses and marks per nodule and per CT;
+   ``bench_froc_views.py``'s misses and marks per nodule and per CT, then each grid's CPM
+   minus the first grid's, paired over the same CTs (``paired_cpm_difference``);
 5. with ``--time_cts N``, times the analysis of N val CTs on each grid again, one grid after
    the other, per stage (resampling, segmentation, grouping, classification, malignancy).
 
@@ -104,8 +105,33 @@ def main() -> None:
         print(f"\n=== grid {_name(grid)} mm: val CPM {metrics['cpm']:.3f} ({lo:.3f}-{hi:.3f}), "
               f"{metrics['seconds_per_ct_median']:.1f} s per CT (median), prepared data {size:.1f} GiB; minutes {minutes}")
         print(views)
+    if len(rows) > 1:
+        print(_paired(args.work, [grid for grid, *_ in rows]))
     for text in args.grids if args.time_cts else []:
         print(_timing(args.work / _name([float(v) for v in text.split(",")]), args.time_cts))
+
+
+def _paired(work: Path, grids: list[list[float]]) -> str:
+    """Each grid's val CPM against the first grid's, paired over the same CTs (one bootstrap of
+    the CTs scores both), from the evaluations' detections."""
+    import pandas as pd
+
+    from lungmonai.metrics.froc import paired_cpm_difference
+    from lungmonai.pipeline.evaluation import truth_table
+    from lungmonai.tables.splits import load_split
+
+    first = work / _name(grids[0])
+    series = load_split(first / "data/prepared/split.json").series_in("val")
+    truth = truth_table(first / "data")
+    truth = truth[truth["seriesuid"].isin(series)]
+    read = lambda g: pd.read_csv(work / _name(g) / "recipe/val/detections.csv", dtype={"seriesuid": str})  # noqa: E731
+    lines = []
+    for grid in grids[1:]:
+        r = paired_cpm_difference(read(grids[0]), read(grid), truth, series)
+        lo, hi = r["difference_ci"]
+        lines.append(f"val CPM, grid {_name(grid)} minus grid {_name(grids[0])}, paired over the same CTs: "
+                     f"{r['difference']:+.3f} ({lo:+.3f} to {hi:+.3f})")
+    return "\n".join(lines)
 
 
 def _timing(work: Path, n: int) -> str:

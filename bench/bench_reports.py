@@ -47,10 +47,10 @@ from lungmonai.io.volume import CTVolume, Geometry  # noqa: E402
 from lungmonai.nodule_type import load_default_model  # noqa: E402
 from lungmonai.pipeline.analysis import Analysis, PipelineSettings  # noqa: E402
 from lungmonai.pipeline.report import _records, _ranked_nodules, nodule_picture, write_reports  # noqa: E402
-from tests.helpers import ellipsoid_mask  # noqa: E402
 from lungmonai.plots import save_figure  # noqa: E402
 from lungmonai.reports.html import write_ct_page  # noqa: E402
 from lungmonai.reports.measure import nodule_size  # noqa: E402
+from tests.helpers import ellipsoid_mask  # noqa: E402
 
 SPACING_XYZ = (0.7, 0.7, 1.25)
 

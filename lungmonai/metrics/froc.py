@@ -368,6 +368,42 @@ def bootstrap_froc(
     return result
 
 
+def paired_cpm_difference(
+    detections_a: pd.DataFrame,
+    detections_b: pd.DataFrame,
+    annotations: pd.DataFrame,
+    series_uids: Iterable[str],
+    *,
+    excluded: pd.DataFrame | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """CPM of ``detections_b`` minus that of ``detections_a`` on the same scans, with a paired
+    bootstrap interval: each resample draws the scans once and scores both systems on them.
+
+    Two CPM intervals from separate bootstraps overlap long after the systems differ (on 49
+    scans each spans about 0.2); resampling scans jointly cancels what the scans share.
+    Returns ``cpm_a``, ``cpm_b``, ``difference``, ``difference_ci`` and ``n_valid``.
+    """
+    a = _match(detections_a, annotations, series_uids, excluded)
+    b = _match(detections_b, annotations, a.series_uids, excluded)
+    n = len(a.series_uids)
+    cpm = lambda m, w, total: float(np.mean(_operating_points(*_curve(m, w, total, n)[:2])))  # noqa: E731
+    total = float(a.nodules_per_scan.sum())
+    result = {"cpm_a": cpm(a, None, total), "cpm_b": cpm(b, None, total)}
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+        resampled = float((counts * a.nodules_per_scan).sum())
+        if resampled > 0:
+            diffs.append(cpm(b, counts, resampled) - cpm(a, counts, resampled))
+    low, high = _percentile_bounds(np.asarray(diffs)[:, None], confidence) if diffs else ([np.nan], [np.nan])
+    return {**result, "difference": result["cpm_b"] - result["cpm_a"],
+            "difference_ci": (float(low[0]), float(high[0])), "n_valid": len(diffs)}
+
+
 def froc_to_json(result: Mapping[str, Any], *, include_nodules: bool = True) -> dict[str, Any]:
     """The result dict with arrays as lists and NaN / inf as None (for ``atomic_write_json``)."""
     out = {k: v for k, v in result.items() if include_nodules or k != "nodules"}

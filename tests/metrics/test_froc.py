@@ -16,6 +16,7 @@ from lungmonai.metrics.froc import (
     froc_figure,
     froc_to_json,
     interp_froc,
+    paired_cpm_difference,
 )
 
 DET_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "probability"]
@@ -356,3 +357,21 @@ def test_figure_marks_the_operating_point(tmp_path):
     from lungmonai.plots import save_figure
 
     assert save_figure(fig, tmp_path / "froc.png").stat().st_size > 0
+
+
+def test_paired_cpm_difference_resamples_scans_jointly():
+    scans = ["a", "b", "c", "d", "e"]
+    fps = [("a", FAR, 0, 0, 0.95), ("b", FAR, 0, 0, 0.95), ("e", FAR, FAR, 0, 0.95)]
+    # a finds nodules a and b above its false positives; b finds the same and also c
+    found = [(r.seriesuid, r.coordX, r.coordY, r.coordZ, 0.99) for r in NODULES.itertuples()]
+    worse, better = dets(*fps, *found[:2]), dets(*fps, *found[:3])
+    result = paired_cpm_difference(worse, better, NODULES, scans, n_boot=300, seed=1)
+    expected = compute_froc(better, NODULES, scans)["cpm"] - compute_froc(worse, NODULES, scans)["cpm"]
+    assert result["difference"] == pytest.approx(expected) and expected > 0
+    assert result["cpm_a"] == pytest.approx(compute_froc(worse, NODULES, scans)["cpm"])
+    # b is never worse on any draw of scans, so a paired interval cannot go below 0
+    # (two separate bootstraps would)
+    low, high = result["difference_ci"]
+    assert 0.0 <= low < high and result["n_valid"] > 250
+    same = paired_cpm_difference(worse, worse, NODULES, scans, n_boot=50)
+    assert same["difference"] == 0.0 and same["difference_ci"] == (0.0, 0.0)

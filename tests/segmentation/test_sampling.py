@@ -53,6 +53,8 @@ def test_weights_draw_within_a_group_in_proportion_and_leave_other_groups_cyclin
     nodule = idx[groups[idx] == 0]
     assert abs((nodule == 2).mean() - 0.5) < 0.03
     assert abs((groups[idx] == 0).mean() - 0.5) < 0.03  # weights never move the group shares
+    other = np.bincount(idx[groups[idx] == 1], minlength=5)[3:]
+    assert abs(int(other[0]) - int(other[1])) <= 1  # equal weights: the group still cycles through passes
     same = group_share_indices(groups, [0.5, 0.5], 100, seed=2, weights=np.ones(5))
     assert np.array_equal(same, group_share_indices(groups, [0.5, 0.5], 100, seed=2))
     with pytest.raises(ValueError, match="one per item"):
