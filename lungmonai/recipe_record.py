@@ -2,9 +2,12 @@
 ``eval_metrics`` sections, written by the recipe's last step.
 
 Weights without their provenance cannot be trusted or reproduced: the record names the data
-(generator version and seed), the recipe and its overrides, how much training it had (samples
-seen, epochs, wall time), the machine (weights differ between machines), the file's sha256, and
-the held-out figures. ``check_shipped`` is what the tests run against the committed files.
+(generator version and seed), the working grid the weights were trained on, the recipe and its
+overrides, how much training it had (samples seen, epochs, wall time), the machine (weights differ
+between machines), the file's sha256, and the held-out figures. ``check_shipped`` is what the
+tests run against the committed files: weights of another generator version or another grid than
+the contract's are refused, since every stage resamples a CT onto the contract's grid and a model
+applied at a resolution it never saw fragments nodules (the pipeline README measures it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import torch
 
 from lungmonai.cache.atomic import atomic_write_text
+from lungmonai.config import contract
 
 WEIGHTS = "models/model.pt"
 RESUME = "models/last.pt"
@@ -62,6 +66,7 @@ def provenance(bundles_dir: Path, bundle: str, settings: dict[str, Any], state: 
         "overrides": state.get("overrides", {}).get(bundle, {}),
         "dataset": {"generator": "lungmonai.synth", "generator_version": GENERATOR_VERSION, "mode": data["mode"],
                     "series": data["series"], "seed": data["seed"], "fractions": data["fractions"]},
+        "grid_spacing_xyz": contract(bundles_dir)["grid_spacing_xyz"],
         **_progress(bundle_dir / RESUME),
         "wall_seconds": done.get("seconds"),
         "finished": done.get("finished"),
@@ -152,4 +157,9 @@ def check_shipped(bundles_dir: str | Path, bundle: str) -> list[str]:
         problems.append(
             f"{bundle}: weights trained on generator version {training['dataset']['generator_version']}, the generator "
             f"is now version {GENERATOR_VERSION}: rerun the recipe (python -m lungmonai.recipe)")
+    grid = contract(bundles_dir)["grid_spacing_xyz"]
+    if training.get("grid_spacing_xyz") != grid:
+        problems.append(
+            f"{bundle}: weights trained on the working grid {training.get('grid_spacing_xyz')} mm, the contract holds "
+            f"{grid} mm: rerun the recipe (python -m lungmonai.recipe)")
     return problems

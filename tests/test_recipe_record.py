@@ -7,15 +7,18 @@ from pathlib import Path
 
 import torch
 
-from lungmonai.recipe_record import sha256, write_provenance
+from lungmonai.recipe_record import check_shipped, sha256, write_provenance
+from lungmonai.synth.generate import GENERATOR_VERSION
 
 SETTINGS = {"dataset": {"mode": "full", "series": 120, "seed": 0, "fractions": [0.6, 0.4, 0.0]},
             "heldout": {"series": 120, "seed": 1}}
 EARLIER = {"weights": "models/model.pt", "samples_seen": 196608, "wall_seconds": 5275.2,
+           "dataset": {"generator_version": GENERATOR_VERSION}, "grid_spacing_xyz": [1.0, 1.0, 1.25],
            "machine": {"cores": 2, "gpu": None}}
 
 
 def _bundle(root: Path) -> Path:
+    (root / "contract.json").write_text(json.dumps({"grid_spacing_xyz": [1.0, 1.0, 1.25]}))
     (root / "nodule_cls/configs").mkdir(parents=True)
     (root / "nodule_cls/models").mkdir()
     torch.save({"w": torch.ones(3)}, root / "nodule_cls/models/model.pt")
@@ -60,3 +63,19 @@ def test_a_classifier_fine_tuned_on_mined_negatives_keeps_its_first_training(tmp
     assert training["sha256"] == sha256(root / "nodule_cls/models/model.pt")
     assert training["hard_negatives"]["mined_negatives"] == 3456
     assert training["hard_negatives"]["wall_seconds"] == 1800.0
+
+
+def test_new_weights_record_the_working_grid_they_were_trained_on(tmp_path: Path) -> None:
+    root = _bundle(tmp_path)
+    torch.save({"w": torch.zeros(3)}, root / "nodule_cls/models/model.pt")
+    write_provenance(root, "nodule_cls", SETTINGS, {"steps": {}}, "classifier")
+    assert _metadata(root)["training"]["grid_spacing_xyz"] == [1.0, 1.0, 1.25]
+    assert check_shipped(root, "nodule_cls") == []
+
+
+def test_weights_of_another_grid_than_the_contract_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    root = _bundle(tmp_path)
+    assert check_shipped(root, "nodule_cls") == []
+    (root / "contract.json").write_text(json.dumps({"grid_spacing_xyz": [1.5, 1.5, 2.0]}))
+    [problem] = check_shipped(root, "nodule_cls")
+    assert "[1.0, 1.0, 1.25]" in problem and "[1.5, 1.5, 2.0]" in problem and "rerun the recipe" in problem
