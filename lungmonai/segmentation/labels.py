@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,6 +119,35 @@ def read_contour_mask(path: str | os.PathLike[str], geometry: Geometry, shape_ir
             f"spacing {geometry.spacing_xyz.tolist()})"
         )
     return np.asarray(labels) > 0
+
+
+@dataclass(frozen=True)
+class BoxedMask:
+    """A label mask stored as its bounding box: ``box`` sits at ``origin`` (slice, row, col) in a
+    volume of ``shape``, zero elsewhere. ``np.asarray`` gives the whole (I, R, C) mask."""
+
+    shape: tuple[int, int, int]
+    origin: tuple[int, int, int]
+    box: np.ndarray
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        dense = np.zeros(self.shape, dtype=self.box.dtype if dtype is None else dtype)
+        dense[tuple(slice(o, o + n) for o, n in zip(self.origin, self.box.shape))] = self.box
+        return dense
+
+
+def boxed_mask(mask: np.ndarray) -> BoxedMask:
+    """``mask`` (I, R, C) cut down to the bounding box of its non-zero voxels (an empty box at
+    the origin when there are none)."""
+    mask = np.asarray(mask)
+    if not mask.any():
+        return BoxedMask(tuple(int(s) for s in mask.shape), (0, 0, 0), np.zeros((0, 0, 0), dtype=mask.dtype))
+    bounds = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        bounds.append((int(hit[0]), int(hit[-1]) + 1))
+    box = mask[tuple(slice(lo, hi) for lo, hi in bounds)]
+    return BoxedMask(tuple(int(s) for s in mask.shape), tuple(lo for lo, _ in bounds), np.array(box))
 
 
 def positive_slices(mask: np.ndarray) -> np.ndarray:

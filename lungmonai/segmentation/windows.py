@@ -13,6 +13,7 @@ Works on memory-mapped volumes: only the rows and columns asked for are read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,10 +54,25 @@ def read_window(
 
 
 def read_label_patch(
-    labels: np.ndarray, index: int, row0: int = 0, col0: int = 0, size: Sequence[int] | None = None
+    labels: Any, index: int, row0: int = 0, col0: int = 0, size: Sequence[int] | None = None
 ) -> np.ndarray:
-    """The centre slice's labels under a window (1, rows, cols), zero outside the volume."""
-    return read_window(labels, index, row0, col0, size, context=0, pad_value=0)
+    """The centre slice's labels under a window (1, rows, cols), zero outside the volume.
+    ``labels`` is an (I, R, C) array or a :class:`~lungmonai.segmentation.labels.BoxedMask`,
+    read from its box alone (zero outside it)."""
+    box = getattr(labels, "box", None)
+    if box is None:
+        return read_window(labels, index, row0, col0, size, context=0, pad_value=0)
+    depth, n_rows, n_cols = labels.shape
+    if not 0 <= index < depth:
+        raise IndexError(f"slice {index} outside a volume of {depth} slices")
+    rows, cols = (n_rows, n_cols) if size is None else (int(size[0]), int(size[1]))
+    out = np.zeros((1, rows, cols), dtype=box.dtype)
+    (i0, r0, c0), (bi, br, bc) = labels.origin, box.shape
+    r_lo, r_hi = max(row0, r0), min(row0 + rows, r0 + br)
+    c_lo, c_hi = max(col0, c0), min(col0 + cols, c0 + bc)
+    if i0 <= index < i0 + bi and r_hi > r_lo and c_hi > c_lo:
+        out[0, r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] = box[index - i0, r_lo - r0 : r_hi - r0, c_lo - c0 : c_hi - c0]
+    return out
 
 
 def batch_windows(volume: np.ndarray, indices: Sequence[int], context: int = 3) -> np.ndarray:

@@ -161,3 +161,28 @@ def test_whole_slices_of_ct_of_two_sizes_stack_into_one_batch() -> None:
     batch = list_data_collate([load(item) for item in items])
 
     assert tuple(batch["image"].shape) == (2, 3, 40, 48) and tuple(batch["label"].shape) == (2, 1, 40, 48)
+
+
+def test_label_entries_store_only_the_nodules_box_and_read_the_same_windows(seg_dataset: Path, tmp_path: Path) -> None:
+    from lungmonai.segmentation.labels import boxed_mask
+    from lungmonai.segmentation.windows import read_label_patch, read_window
+
+    cache = prepare_labels(_prepared(seg_dataset), ALL, tmp_path, label_params("contours", str(seg_dataset / "masks")))
+    rng = np.random.default_rng(0)
+    nodule_voxels = 0
+    for uid in split_series(_prepared(seg_dataset), ALL):
+        labels = cache.read_labels(uid)
+        dense = np.asarray(labels)
+        stored = np.load(cache.directory(uid) / "label.npy", allow_pickle=False)
+        assert stored.size < dense.size / 4, "the label file holds the whole volume, not the nodules' box"
+        assert stored.sum() == dense.sum()
+        nodule_voxels += int(dense.sum())
+        for _ in range(50):  # windows inside, across and outside the box and the volume
+            index = int(rng.integers(dense.shape[0]))
+            row0, col0 = (int(v) for v in rng.integers(-30, 50, size=2))
+            size = tuple(int(v) for v in rng.integers(1, 48, size=2))
+            expected = read_window(dense, index, row0, col0, size, context=0, pad_value=0)
+            assert np.array_equal(read_label_patch(labels, index, row0, col0, size), expected)
+    assert nodule_voxels > 0
+    empty = boxed_mask(np.zeros((4, 5, 6), np.uint8))
+    assert np.asarray(empty).shape == (4, 5, 6) and not read_label_patch(empty, 2, -3, -3, (8, 8)).any()
