@@ -2,7 +2,9 @@
 
 Layout, one directory per series under ``cache_dir/series/<series_uid>/``:
 ``crops.npy`` (N, 32, 48, 48) int16, row k = candidate ``series_row == k``;
-``volume.npy`` (I, R, C) int16, the whole clipped volume; ``entry.json``, the sidecar.
+``volume.npy`` (I, R, C) int16, the clipped volume cut to the body's rows and columns (the air
+around it dropped, its geometry's origin moved to match: :func:`lungmonai.cache.build.body_box`);
+``entry.json``, the sidecar.
 Crops and volume are in LUNA16's array layout whatever the file's (``io.orient.to_lps``, as
 inference reads it) and on the working grid (``io.grid.to_grid``: the contract's spacing, or
 the CT's own voxels when it is None), with the geometry of that grid in the sidecar. The sidecar is
@@ -36,8 +38,8 @@ import numpy as np
 from lungmonai.cache.source import source_identity
 from lungmonai.io.volume import Geometry
 
-CACHE_FORMAT = 4  # 2: volumes and crops in LUNA16's layout (io.orient.to_lps); 3: on the working grid;
-# 4: CRC-32 of each data file and each crop in the sidecar
+CACHE_FORMAT = 5  # 2: volumes and crops in LUNA16's layout (io.orient.to_lps); 3: on the working grid;
+# 4: CRC-32 of each data file and each crop in the sidecar; 5: the volume cut to the body (build.body_box)
 ANY_GRID = "any"  # a reader that takes the entries on whatever grid they were built
 CROPS_FILE = "crops.npy"
 VOLUME_FILE = "volume.npy"
@@ -343,6 +345,15 @@ class CropCache:
         return volume, Geometry(
             np.asarray(geometry["origin_xyz"]), np.asarray(geometry["spacing_xyz"]), np.asarray(geometry["direction"])
         )
+
+    def working_grid(self, series_uid: str) -> tuple[Geometry, tuple[int, int, int], tuple[int, int, int]]:
+        """The whole working grid the stored volume was cut from (its body's box): that grid's
+        geometry and shape, and the (slice, row, col) where the stored volume starts in it.
+        Label volumes are made on this grid and cut the same way."""
+        entry = self.entry(series_uid)
+        g = entry["geometry"]
+        grid = Geometry(np.asarray(entry["grid_origin_xyz"]), np.asarray(g["spacing_xyz"]), np.asarray(g["direction"]))
+        return grid, tuple(entry["grid_shape"]), tuple(entry["body_box_irc"])
 
     def has_entry(self, series_uid: str) -> bool:
         """A complete entry with this reader's params exists (no source check)."""

@@ -55,7 +55,7 @@ def test_the_sidecar_records_each_file_and_each_crop(built):
     data, _, cache_dir = built
     directory = cache_dir / "series" / data.series_uids[0]
     entry = json.loads((directory / ENTRY_FILE).read_text())
-    assert entry["key"]["format"] == 4
+    assert entry["key"]["format"] == 5
     for name in (CROPS_FILE, VOLUME_FILE):
         assert entry["crc32"][name] == file_crc32(directory / name)
     crops = np.load(directory / CROPS_FILE)

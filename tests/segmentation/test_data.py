@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -186,3 +187,41 @@ def test_label_entries_store_only_the_nodules_box_and_read_the_same_windows(seg_
     assert nodule_voxels > 0
     empty = boxed_mask(np.zeros((4, 5, 6), np.uint8))
     assert np.asarray(empty).shape == (4, 5, 6) and not read_label_patch(empty, 2, -3, -3, (8, 8)).any()
+
+
+def test_volumes_cut_to_the_body_keep_labels_crops_and_coordinates_in_place(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    from lungmonai.cache import CropCache
+    from lungmonai.geometry import xyz_to_irc
+    from lungmonai.tables.prepare import prepare_dataset
+    from tests.helpers import NODULE_HU, write_luna_dataset
+    from tests.segmentation.conftest import write_contour_masks
+
+    data = write_luna_dataset(tmp_path, n_series=3, shape_irc=(24, 40, 40), nodules_per_series=(2, 1, 0),
+                              negatives_per_series=4)
+    for path in data.series.values():  # the same chest inside a wider field of air, at the same place in mm
+        image = sitk.ReadImage(str(path))
+        hu = np.pad(sitk.GetArrayFromImage(image), ((0, 0), (20, 12), (12, 20)), constant_values=-1000)
+        padded = sitk.GetImageFromArray(hu)
+        padded.SetSpacing(image.GetSpacing())
+        padded.SetOrigin(tuple(np.asarray(image.GetOrigin()) - np.array([12, 20, 0]) * np.asarray(image.GetSpacing())))
+        sitk.WriteImage(padded, str(path), False)
+    write_contour_masks(tmp_path)
+    prepare_dataset(tmp_path, workers=1)
+    volumes = CropCache(tmp_path / "prepared/cache")
+    for uid in data.series:
+        volume, _ = volumes.read_volume(uid)
+        assert volume.shape == (24, 56, 56), "the air around the body was kept (or the body cut)"
+    contours = prepare_labels(_prepared(tmp_path), ALL, tmp_path / "labels", label_params("contours", str(tmp_path / "masks")))
+    boxes = prepare_labels(_prepared(tmp_path), ALL, tmp_path / "labels", label_params("annotations"))
+    for uid in data.series:
+        a, b = np.asarray(contours.read_labels(uid)), np.asarray(boxes.read_labels(uid))
+        assert np.array_equal(a, b), "the radiologists' masks moved against the cut volume"
+    for nodule in data.nodules:
+        volume, geometry = volumes.read_volume(nodule.series_uid)
+        assert volume[tuple(xyz_to_irc(np.asarray(nodule.center_xyz), geometry))] == NODULE_HU
+        assert np.asarray(contours.read_labels(nodule.series_uid))[tuple(xyz_to_irc(np.asarray(nodule.center_xyz), geometry))] == 1
+    table = pd.read_csv(tmp_path / "prepared/candidates.csv")
+    for row in table[table["is_nodule"]].itertuples():
+        assert volumes.read_crop(row.series_uid, row.series_row)[16, 24, 24] == NODULE_HU
