@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import tests_bundles
 from tests.helpers import CodePayload, FakeDataset, write_luna_dataset
 
 pytestmark = pytest.mark.slow
@@ -250,7 +251,7 @@ def untrained_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from monai.bundle import ConfigParser
 
     bundles = tmp_path_factory.mktemp("bundles")
-    shutil.copy(REPO / "bundles/contract.json", bundles / "contract.json")
+    shutil.copy(tests_bundles() / "contract.json", bundles / "contract.json")
     for seed, name in enumerate(("nodule_seg", "nodule_cls", "nodule_malignancy")):
         root = bundles / name
         shutil.copytree(REPO / "bundles" / name / "configs", root / "configs")

@@ -19,6 +19,7 @@ from lungmonai.nodule_type.train import (
     readers_agreement,
     texture_type,
 )
+from tests.conftest import TEST_GRID, tests_bundles
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,7 +84,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_trainer_fits_reports_and_reuses_its_crops(tiny_dataset: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     out, crops = tmp_path / "model.json", tmp_path / "crops.npz"
-    args = ["--dataset_dir", str(tiny_dataset), "--out", str(out), "--crops", str(crops), "--bundles_dir", str(REPO / "bundles")]
+    args = ["--dataset_dir", str(tiny_dataset), "--out", str(out), "--crops", str(crops), "--bundles_dir", str(tests_bundles())]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "VAL type, model vs readers' majority" in printed and "each reader vs the majority" in printed
@@ -94,7 +95,7 @@ def test_trainer_fits_reports_and_reuses_its_crops(tiny_dataset: Path, tmp_path:
                                          "type": {"solid": 2, "part-solid": 0, "ground-glass": 1}}
     assert record["counts"]["val"]["nodules"] == 3 and record["val"]["type"]["n"] == 3
     assert record["val"]["readers_leave_one_out"]["reads"] > 0
-    assert record["dataset"]["mode"] == "small" and record["grid_spacing_xyz"] == [1.5, 1.5, 2.0]
+    assert record["dataset"]["mode"] == "small" and record["grid_spacing_xyz"] == TEST_GRID
     assert str(tiny_dataset) not in out.read_text()  # no path of this machine in the shipped record
     kept = load_crops(crops, json.loads(str(np.load(crops)["meta"]))["key"])
     assert kept is not None and len(kept) == 6 and all(c.mask.any() for c in kept)
@@ -105,7 +106,7 @@ def test_trainer_fits_reports_and_reuses_its_crops(tiny_dataset: Path, tmp_path:
     assert json.loads(again.read_text()) == json.loads(out.read_text())
     # The same model scored on every series of the dataset (a held-out set needs no split).
     figures = tmp_path / "figures.json"
-    assert evaluate_main(["--dataset_dir", str(tiny_dataset), "--model", str(out), "--bundles_dir", str(REPO / "bundles"),
+    assert evaluate_main(["--dataset_dir", str(tiny_dataset), "--model", str(out), "--bundles_dir", str(tests_bundles()),
                           "--json", str(figures)]) == 0
     scored = json.loads(figures.read_text())
     assert scored["parts"] == "all" and scored["counts"]["nodules"] == 6 and scored["type"]["n"] == 6

@@ -25,6 +25,7 @@ from lungmonai.geometry import xyz_to_irc
 from lungmonai.io import read_ct
 from lungmonai.pipeline import PipelineSettings, analyze, analyze_ct, evaluate_split, load_models
 from lungmonai.tables.splits import load_split
+from tests.conftest import tests_bundles
 from tests.helpers import write_dicom_series, write_reoriented
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _untrained_bundle(bundles: Path, name: str, seed: int) -> None:
     root = bundles / name
     shutil.copytree(REPO / "bundles" / name / "configs", root / "configs")
-    shutil.copy(REPO / "bundles/contract.json", bundles / "contract.json")
+    shutil.copy(tests_bundles() / "contract.json", bundles / "contract.json")
     parser = ConfigParser()
     parser.read_config(str(root / "configs/inference.json"))
     parser["bundles_dir"] = str(bundles)
@@ -59,7 +60,7 @@ def models(bundles: Path):
 
 
 def test_missing_weights_name_the_training_command(tmp_path: Path) -> None:
-    shutil.copy(REPO / "bundles/contract.json", tmp_path / "contract.json")
+    shutil.copy(tests_bundles() / "contract.json", tmp_path / "contract.json")
     with pytest.raises(FileNotFoundError, match="nodule_seg/configs/train.json"):
         load_models(tmp_path, device="cpu")
 
@@ -198,7 +199,7 @@ def test_settings_come_from_the_bundles_directory_given(tmp_path: Path, monkeypa
 
     copy = tmp_path / "any_name"
     shutil.copytree(REPO / "bundles/nodule_pipeline/configs", copy / "nodule_pipeline/configs")
-    contract = json.loads((REPO / "bundles/contract.json").read_text())
+    contract = json.loads((tests_bundles() / "contract.json").read_text())
     contract["pipeline"]["flip_tta_top"] = 5
     (copy / "contract.json").write_text(json.dumps(contract))
     assert bundle_settings(copy).flip_tta_top == 5 and bundle_settings().flip_tta_top == 32
