@@ -122,8 +122,10 @@ class LabelCache:
         if self.params.label_source == "annotations":
             centers = xyz_to_irc(np.asarray(nodules_xyz, dtype=np.float64).reshape(-1, 3), geometry).reshape(-1, 3)
             mask = box_rule_mask(volume, centers, self.params.threshold_hu, self.params.min_radius)
-        else:
-            mask = read_contour_mask(find_mask_file(self.params.masks_dir, series_uid), geometry, volume.shape)
+        else:  # on the whole grid, then cut as the cached volume was
+            grid, grid_shape, start = self.volumes.working_grid(series_uid)
+            mask = read_contour_mask(find_mask_file(self.params.masks_dir, series_uid), grid, grid_shape)
+            mask = mask[tuple(slice(o, o + n) for o, n in zip(start, volume.shape))]
         directory = self.directory(series_uid)
         directory.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
