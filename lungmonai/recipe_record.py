@@ -128,6 +128,7 @@ def write_provenance(bundles_dir: str | Path, bundle: str, settings: dict[str, A
                                 **_hard_negatives(bundle_dir, state)}
     elif not earlier:
         metadata["training"] = provenance(bundles, bundle, settings, state, step)
+    metadata["grid_spacing_xyz"] = contract(bundles)["grid_spacing_xyz"]  # the bundle's grid is its weights'
     metrics = held_out_metrics(state)
     if metrics:
         metadata["eval_metrics"] = {**(metadata.get("eval_metrics", {}) if earlier else {}), **metrics}

@@ -70,6 +70,7 @@ def test_new_weights_record_the_working_grid_they_were_trained_on(tmp_path: Path
     torch.save({"w": torch.zeros(3)}, root / "nodule_cls/models/model.pt")
     write_provenance(root, "nodule_cls", SETTINGS, {"steps": {}}, "classifier")
     assert _metadata(root)["training"]["grid_spacing_xyz"] == [1.0, 1.0, 1.25]
+    assert _metadata(root)["grid_spacing_xyz"] == [1.0, 1.0, 1.25], "the bundle's own record of its grid was not updated"
     assert check_shipped(root, "nodule_cls") == []
 
 
