@@ -298,15 +298,19 @@ def _evaluate(r: Recipe) -> dict[str, Any]:
 
     metrics = evaluate_split(r.heldout, "test", r.out / "heldout", pipeline_settings(r.bundles), load_models(r.bundles),
                              n_boot=int(r.settings["bootstrap"]))
-    return {"cpm": metrics["cpm"], "cpm_ci": metrics["cpm_ci"], "malignant_recall": metrics["malignant_recall"]}
+    froc = metrics["froc"]
+    return {"cpm": metrics["cpm"], "cpm_ci": metrics["cpm_ci"], "malignant_recall": metrics["malignant_recall"],
+            "fps_per_scan": froc["fps_per_scan"], "sensitivities": froc["sensitivities"],
+            "nodules": froc["total_nodules"], "never_reached": froc["total_nodules"] - froc["detected"]}
 
 
 def _record(r: Recipe) -> dict[str, Any]:
-    from lungmonai.recipe_record import write_provenance
+    from lungmonai.recipe_record import write_pipeline_metrics, write_provenance
 
     for step, bundle in TRAINED.items():
         path = write_provenance(r.bundles, bundle, r.settings, r.state, step)
         print(f"provenance written to {path}")
+    print(f"held-out figures written to {write_pipeline_metrics(r.bundles, r.settings, r.state)}")
     return {}
 
 

@@ -99,6 +99,9 @@ def held_out_metrics(state: dict[str, Any]) -> dict[str, Any]:
         e = steps["evaluate"]
         out.update({"heldout_cpm": e.get("cpm"), "heldout_cpm_ci": e.get("cpm_ci"),
                     "heldout_malignant_recall": e.get("malignant_recall")})
+        if "sensitivities" in e:  # recorded by runs since the FROC points were kept
+            out.update({"heldout_fps_per_scan": e["fps_per_scan"], "heldout_sensitivities": e["sensitivities"],
+                        "heldout_nodules": e["nodules"], "heldout_never_reached": e["never_reached"]})
     if "operating_point" in steps:
         o = steps["operating_point"]
         out.update({"val_cpm": o.get("val_cpm"), "nodule_threshold": o.get("threshold"),
@@ -132,10 +135,27 @@ def write_provenance(bundles_dir: str | Path, bundle: str, settings: dict[str, A
     metrics = held_out_metrics(state)
     if metrics:
         metadata["eval_metrics"] = {**(metadata.get("eval_metrics", {}) if earlier else {}), **metrics}
-        metadata["eval_metrics_source"] = (
-            "python -m lungmonai.recipe: the end-to-end pipeline with these weights on the held-out set "
+        metadata["eval_metrics_source"] = _metrics_source(settings)
+    return atomic_write_text(path, json.dumps(metadata, indent=4) + "\n")
+
+
+def _metrics_source(settings: dict[str, Any]) -> str:
+    return ("python -m lungmonai.recipe: the end-to-end pipeline with these weights on the held-out set "
             f"({settings['heldout']['series']} LUNA16-resolution series, seed {settings['heldout']['seed']}, "
             "LIDC patients the training data does not use), at the operating point chosen on the val series")
+
+
+def write_pipeline_metrics(bundles_dir: str | Path, settings: dict[str, Any], state: dict[str, Any]) -> Path:
+    """Give the pipeline bundle, which has no weights of its own, the held-out figures of the
+    weights it runs, so that its ``eval_metrics`` are never those of an earlier model."""
+    bundles = Path(bundles_dir)
+    path = bundles / "nodule_pipeline/configs/metadata.json"
+    metadata = json.loads(path.read_text())
+    metadata["grid_spacing_xyz"] = contract(bundles)["grid_spacing_xyz"]
+    metrics = held_out_metrics(state)
+    if metrics:
+        metadata["eval_metrics"] = metrics
+        metadata["eval_metrics_source"] = _metrics_source(settings)
     return atomic_write_text(path, json.dumps(metadata, indent=4) + "\n")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from lungmonai.recipe_record import check_shipped, sha256, write_provenance
+from lungmonai.recipe_record import check_shipped, sha256, write_pipeline_metrics, write_provenance
 from lungmonai.synth.generate import GENERATOR_VERSION
 
 SETTINGS = {"dataset": {"mode": "full", "series": 120, "seed": 0, "fractions": [0.6, 0.4, 0.0]},
@@ -80,3 +80,21 @@ def test_weights_of_another_grid_than_the_contract_are_refused_with_what_to_do(t
     (root / "contract.json").write_text(json.dumps({"grid_spacing_xyz": [1.5, 1.5, 2.0]}))
     [problem] = check_shipped(root, "nodule_cls")
     assert "[1.0, 1.0, 1.25]" in problem and "[1.5, 1.5, 2.0]" in problem and "rerun the recipe" in problem
+
+
+def test_the_pipeline_bundle_reports_the_figures_of_the_weights_it_runs(tmp_path: Path) -> None:
+    root = _bundle(tmp_path)
+    (root / "nodule_pipeline/configs").mkdir(parents=True)
+    (root / "nodule_pipeline/configs/metadata.json").write_text(json.dumps(
+        {"version": "0.3.1", "grid_spacing_xyz": [1.5, 1.5, 2.0], "eval_metrics": {"cpm": 0.637}}))
+    state = {"steps": {"evaluate": {"cpm": 0.76, "cpm_ci": [0.7, 0.82], "malignant_recall": 0.8,
+                                    "fps_per_scan": [0.125, 8.0], "sensitivities": [0.6, 0.82],
+                                    "nodules": 193, "never_reached": 25},
+                       "operating_point": {"val_cpm": 0.84, "threshold": 0.42, "fp_per_scan": 1.0, "sensitivity": 0.85}}}
+    write_pipeline_metrics(root, SETTINGS, state)
+    metadata = json.loads((root / "nodule_pipeline/configs/metadata.json").read_text())
+    assert "cpm" not in metadata["eval_metrics"], "an earlier model's figure survived"
+    assert metadata["eval_metrics"]["heldout_cpm"] == 0.76 and metadata["eval_metrics"]["heldout_never_reached"] == 25
+    assert metadata["eval_metrics"]["nodule_threshold"] == 0.42
+    assert metadata["grid_spacing_xyz"] == [1.0, 1.0, 1.25]
+    assert metadata["version"] == "0.3.1"
