@@ -291,6 +291,12 @@ class CropCache:
                     f"{self.series_dir(series_uid)}: no complete cache entry for series {series_uid} "
                     "(run data_prep/prepcache.py)"
                 )
+            built_by = entry["key"].get("format")
+            if built_by != CACHE_FORMAT:  # an older layout lacks fields this reader needs
+                raise CacheMissError(
+                    f"{self.series_dir(series_uid)}: entry in cache format {built_by}, this version reads format "
+                    f"{CACHE_FORMAT}; run data_prep/prepare_luna.py again to rebuild it"
+                )
             if entry["key"]["params"] != self.params.to_json():
                 raise CacheMissError(
                     f"{self.series_dir(series_uid)}: entry built with {entry['key']['params']}, "

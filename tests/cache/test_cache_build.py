@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -135,6 +136,21 @@ def test_stale_entries_are_rebuilt(tiny, tmp_path):
     report = build_cache(moved, data.series, tmp_path, workers=1, crop_shape=(16, 32, 32))  # params changed
     assert sorted(report.built) == data.series_uids
     assert CropCache(tmp_path, crop_shape=(16, 32, 32)).read_crop(uid, 0).shape == (16, 32, 32)
+
+
+def test_an_entry_of_an_older_cache_format_is_a_miss_that_says_to_rebuild(tiny, tmp_path):
+    data, table = tiny
+    build_cache(table, data.series, tmp_path, workers=1)
+    sidecar = next((tmp_path).rglob("entry.json"))
+    entry = json.loads(sidecar.read_text())
+    entry["key"]["format"] = 4
+    del entry["grid_origin_xyz"]  # format 4 had no body cut
+    sidecar.write_text(json.dumps(entry))
+    uid = sidecar.parent.name
+    with pytest.raises(CacheMissError, match="cache format 4.*prepare_luna.py"):
+        CropCache(tmp_path).working_grid(uid)
+    assert build_cache(table, data.series, tmp_path, workers=1).built == [uid]
+    CropCache(tmp_path).working_grid(uid)
 
 
 def test_a_rebuild_removes_the_temp_a_killed_build_left(tiny, tmp_path):
