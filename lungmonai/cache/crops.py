@@ -291,12 +291,6 @@ class CropCache:
                     f"{self.series_dir(series_uid)}: no complete cache entry for series {series_uid} "
                     "(run data_prep/prepcache.py)"
                 )
-            built_by = entry["key"].get("format")
-            if built_by != CACHE_FORMAT:  # an older layout lacks fields this reader needs
-                raise CacheMissError(
-                    f"{self.series_dir(series_uid)}: entry in cache format {built_by}, this version reads format "
-                    f"{CACHE_FORMAT}; run data_prep/prepare_luna.py again to rebuild it"
-                )
             if entry["key"]["params"] != self.params.to_json():
                 raise CacheMissError(
                     f"{self.series_dir(series_uid)}: entry built with {entry['key']['params']}, "
@@ -358,6 +352,9 @@ class CropCache:
         Label volumes are made on this grid and cut the same way."""
         entry = self.entry(series_uid)
         g = entry["geometry"]
+        if "grid_origin_xyz" not in entry:  # formats before 5 stored the whole grid, uncut; read as such until rebuilt
+            shape = self._memmap(series_uid, VOLUME_FILE).shape
+            return Geometry(np.asarray(g["origin_xyz"]), np.asarray(g["spacing_xyz"]), np.asarray(g["direction"])), shape, (0, 0, 0)
         grid = Geometry(np.asarray(entry["grid_origin_xyz"]), np.asarray(g["spacing_xyz"]), np.asarray(g["direction"]))
         return grid, tuple(entry["grid_shape"]), tuple(entry["body_box_irc"])
 

@@ -138,19 +138,23 @@ def test_stale_entries_are_rebuilt(tiny, tmp_path):
     assert CropCache(tmp_path, crop_shape=(16, 32, 32)).read_crop(uid, 0).shape == (16, 32, 32)
 
 
-def test_an_entry_of_an_older_cache_format_is_a_miss_that_says_to_rebuild(tiny, tmp_path):
+def test_an_entry_from_before_the_body_cut_reads_as_its_whole_grid_until_rebuilt(tiny, tmp_path):
     data, table = tiny
     build_cache(table, data.series, tmp_path, workers=1)
-    sidecar = next((tmp_path).rglob("entry.json"))
-    entry = json.loads(sidecar.read_text())
-    entry["key"]["format"] = 4
-    del entry["grid_origin_xyz"]  # format 4 had no body cut
-    sidecar.write_text(json.dumps(entry))
+    sidecar = next(tmp_path.rglob("entry.json"))
     uid = sidecar.parent.name
-    with pytest.raises(CacheMissError, match="cache format 4.*prepare_luna.py"):
-        CropCache(tmp_path).working_grid(uid)
-    assert build_cache(table, data.series, tmp_path, workers=1).built == [uid]
-    CropCache(tmp_path).working_grid(uid)
+    cache = CropCache(tmp_path)
+    volume, geometry = cache.read_volume(uid)
+    entry = json.loads(sidecar.read_text())
+    entry["key"]["format"] = entry["format"] = 4  # format 4 stored the whole working grid, uncut
+    for name in ("grid_origin_xyz", "grid_shape", "body_box_irc"):
+        del entry[name]
+    sidecar.write_text(json.dumps(entry))
+    grid, shape, start = CropCache(tmp_path).working_grid(uid)
+    assert shape == volume.shape and start == (0, 0, 0)
+    np.testing.assert_array_equal(grid.origin_xyz, geometry.origin_xyz)
+    assert build_cache(table, data.series, tmp_path, workers=1).built == [uid]  # stale by its format
+    assert "grid_origin_xyz" in json.loads(sidecar.read_text())
 
 
 def test_a_rebuild_removes_the_temp_a_killed_build_left(tiny, tmp_path):
