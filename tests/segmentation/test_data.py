@@ -225,3 +225,28 @@ def test_volumes_cut_to_the_body_keep_labels_crops_and_coordinates_in_place(tmp_
     table = pd.read_csv(tmp_path / "prepared/candidates.csv")
     for row in table[table["is_nodule"]].itertuples():
         assert volumes.read_crop(row.series_uid, row.series_row)[16, 24, 24] == NODULE_HU
+
+
+def test_ground_glass_nodules_are_drawn_more_often_by_their_share_of_ground_glass() -> None:
+    """Weights ``1 + w * share``: a ground-glass nodule's windows ``1 + w``, a solid one's 1,
+    other items 1; combined with ``nodule_balance`` by product."""
+    from types import SimpleNamespace
+
+    from lungmonai.segmentation.labels import boxed_mask, positive_slices
+
+    volume = np.full((10, 30, 30), -850.0, dtype=np.float32)
+    mask = np.zeros(volume.shape, dtype=bool)
+    mask[2:4, 5:9, 5:9] = True
+    volume[2:4, 5:9, 5:9] = -600.0  # ground glass, 2 slices
+    mask[6, 20:24, 20:24] = True
+    volume[6, 20:24, 20:24] = 30.0  # solid, 1 slice
+    labels = SimpleNamespace(read_labels=lambda uid: boxed_mask(mask), volumes=SimpleNamespace(read_volume=lambda uid: (volume, None)))
+    items = [{"series_uid": "s", "kind": "nodule", "slice": int(r[0])} for r in positive_slices(mask)]
+    items.append({"series_uid": "s", "kind": "random", "slice": -1})
+    weights = dict(zip((i["slice"] for i in items), sampling_weights(items, labels, 0.0, 3.0)))
+    assert weights == {2: 4.0, 3: 4.0, 6: 1.0, -1: 1.0}
+    balanced = dict(zip((i["slice"] for i in items), sampling_weights(items, labels, 1.0, 3.0)))
+    assert balanced == {2: 2.0, 3: 2.0, 6: 1.0, -1: 1.0}
+    assert sampling_weights(items, labels, 0.0) == [1.0] * len(items)
+    with pytest.raises(ValueError, match="ground_glass_weight"):
+        sampling_weights(items, labels, 0.0, -1.0)

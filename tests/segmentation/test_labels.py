@@ -9,7 +9,15 @@ import pytest
 import SimpleITK as sitk
 
 from lungmonai.io.volume import Geometry
-from lungmonai.segmentation.labels import box_rule_mask, find_mask_file, positive_slice_counts, positive_slices, read_contour_mask
+from lungmonai.segmentation.labels import (
+    box_rule_mask,
+    boxed_mask,
+    find_mask_file,
+    positive_slice_counts,
+    positive_slice_ground_glass,
+    positive_slices,
+    read_contour_mask,
+)
 from tests.helpers import write_reoriented
 
 
@@ -102,3 +110,26 @@ def test_positive_slices_one_centre_per_component_and_slice() -> None:
     counts = dict(zip(map(tuple, rows.tolist()), positive_slice_counts(mask).tolist()))
     assert counts == {(2, 11, 11): 3, (3, 11, 11): 3, (4, 11, 11): 3, (7, 20, 26): 1}
     assert positive_slice_counts(np.zeros((3, 4, 4), dtype=bool)).shape == (0,)
+
+
+def test_ground_glass_share_per_window_follows_each_nodule_in_the_image() -> None:
+    """Three nodules in lung at -850 HU: ground glass (-600), solid (+20), and part-solid (a
+    solid core in half of its slices); each window row carries its own nodule's share, whatever
+    the order of the rows and wherever the mask's box starts."""
+    volume = np.full((12, 40, 40), -850.0, dtype=np.float32)
+    mask = np.zeros(volume.shape, dtype=bool)
+    mask[3:5, 10:14, 10:14] = True  # ground glass
+    volume[3:5, 10:14, 10:14] = -600.0
+    mask[6, 20:24, 30:34] = True  # solid
+    volume[6, 20:24, 30:34] = 20.0
+    mask[8:10, 30:34, 5:9] = True  # part-solid: ground glass in slice 8, solid in slice 9
+    volume[8, 30:34, 5:9] = -550.0
+    volume[9, 30:34, 5:9] = 10.0
+    rows = positive_slices(mask)
+    shares = positive_slice_ground_glass(boxed_mask(mask), volume)
+    by_slice = {int(r[0]): s for r, s in zip(rows, shares)}
+    assert by_slice == {3: 1.0, 4: 1.0, 6: 0.0, 8: 0.5, 9: 0.5}
+    # dense vessels near a solid nodule do not count: only the nodule's own voxels do
+    volume[6, 19, 30:34] = -700.0
+    assert positive_slice_ground_glass(boxed_mask(mask), volume)[list(by_slice).index(6)] == 0.0
+    assert positive_slice_ground_glass(boxed_mask(np.zeros_like(mask)), volume).shape == (0,)
