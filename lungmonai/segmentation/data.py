@@ -23,7 +23,7 @@ from lungmonai.cache.crops import CropCache
 from lungmonai.data.prepared import require_prepared
 from lungmonai.geometry import xyz_to_irc, xyz_to_irc_continuous
 from lungmonai.segmentation.label_cache import LabelCache, LabelParams, series_nodules
-from lungmonai.segmentation.labels import positive_slice_counts, positive_slice_ground_glass
+from lungmonai.segmentation.labels import positive_slice_counts, positive_slice_faint_share
 from lungmonai.tables.candidates import load_candidate_table
 from lungmonai.tables.splits import load_split
 
@@ -82,26 +82,28 @@ def training_items(
 
 
 def sampling_weights(
-    items: Sequence[dict[str, Any]], labels: LabelCache, nodule_balance: float, ground_glass_weight: float = 0.0
+    items: Sequence[dict[str, Any]], labels: LabelCache, nodule_balance: float, faint_weight: float = 0.0
 ) -> list[float]:
     """Each item's weight within its sampler group: nodule windows
-    ``slices ** -nodule_balance * (1 + ground_glass_weight * ground_glass_share)``, where
-    ``slices`` is how many slices the item's nodule crosses and ``ground_glass_share`` the share
-    of its voxels below -300 HU in the image; every other item 1.
+    ``slices ** -nodule_balance * (1 + faint_weight * faint_share)``, where
+    ``slices`` is how many slices the item's nodule crosses and ``faint_share`` the share of
+    its voxels below -300 HU in the image (:func:`positive_slice_faint_share`); every other
+    item 1.
 
     ``nodule_balance`` 0 draws every nodule slice alike, so a large nodule is seen as often as
     all its slices together; 1 draws every nodule alike. Small nodules are the ones the
     segmentation misses: on the shipped weights' held-out set 26 of the 35 nodules no component
     reached were under 6 mm, while every nodule over 12 mm was reached.
 
-    ``ground_glass_weight`` draws ground-glass nodules more often: with the 1 mm weights, 5 of
-    the 7 val nodules the segmentation never marked were ground-glass or part-solid (mean HU
-    -600 to -130), while ground glass is about one nodule in ten of the training set.
+    ``faint_weight`` draws faint nodules more often (ground glass, and small nodules that are
+    mostly partial-volume rim): with the 1 mm weights, 5 of the 7 val nodules the segmentation
+    never marked had a mean HU of -600 to -130, while nodules over half faint fill 15% of the
+    training windows.
     """
     if not 0.0 <= float(nodule_balance) <= 1.0:
         raise ValueError(f"nodule_balance must be in [0, 1], got {nodule_balance}")
-    if float(ground_glass_weight) < 0.0:
-        raise ValueError(f"ground_glass_weight must be >= 0, got {ground_glass_weight}")
+    if float(faint_weight) < 0.0:
+        raise ValueError(f"faint_weight must be >= 0, got {faint_weight}")
     weights = np.ones(len(items), dtype=np.float64)
     by_series: dict[str, list[int]] = {}
     for k, item in enumerate(items):
@@ -113,9 +115,9 @@ def sampling_weights(
         if len(counts) != len(positions):  # items are training_items' rows of the same label file
             raise ValueError(f"series {uid}: {len(positions)} nodule items but its label volume has {len(counts)} positive slices")
         weights[positions] = counts.astype(np.float64) ** -float(nodule_balance)
-        if ground_glass_weight:
+        if faint_weight:
             volume, _ = labels.volumes.read_volume(uid)
-            weights[positions] *= 1.0 + float(ground_glass_weight) * positive_slice_ground_glass(mask, volume)
+            weights[positions] *= 1.0 + float(faint_weight) * positive_slice_faint_share(mask, volume)
     return weights.tolist()
 
 

@@ -227,7 +227,7 @@ def test_volumes_cut_to_the_body_keep_labels_crops_and_coordinates_in_place(tmp_
         assert volumes.read_crop(row.series_uid, row.series_row)[16, 24, 24] == NODULE_HU
 
 
-def test_ground_glass_nodules_are_drawn_more_often_by_their_share_of_ground_glass() -> None:
+def test_faint_nodules_are_drawn_more_often_by_their_share_of_faint_voxels() -> None:
     """Weights ``1 + w * share``: a ground-glass nodule's windows ``1 + w``, a solid one's 1,
     other items 1; combined with ``nodule_balance`` by product."""
     from types import SimpleNamespace
@@ -248,5 +248,5 @@ def test_ground_glass_nodules_are_drawn_more_often_by_their_share_of_ground_glas
     balanced = dict(zip((i["slice"] for i in items), sampling_weights(items, labels, 1.0, 3.0)))
     assert balanced == {2: 2.0, 3: 2.0, 6: 1.0, -1: 1.0}
     assert sampling_weights(items, labels, 0.0) == [1.0] * len(items)
-    with pytest.raises(ValueError, match="ground_glass_weight"):
+    with pytest.raises(ValueError, match="faint_weight"):
         sampling_weights(items, labels, 0.0, -1.0)

@@ -14,7 +14,7 @@ from lungmonai.segmentation.labels import (
     boxed_mask,
     find_mask_file,
     positive_slice_counts,
-    positive_slice_ground_glass,
+    positive_slice_faint_share,
     positive_slices,
     read_contour_mask,
 )
@@ -112,7 +112,7 @@ def test_positive_slices_one_centre_per_component_and_slice() -> None:
     assert positive_slice_counts(np.zeros((3, 4, 4), dtype=bool)).shape == (0,)
 
 
-def test_ground_glass_share_per_window_follows_each_nodule_in_the_image() -> None:
+def test_faint_share_per_window_follows_each_nodule_in_the_image() -> None:
     """Three nodules in lung at -850 HU: ground glass (-600), solid (+20), and part-solid (a
     solid core in half of its slices); each window row carries its own nodule's share, whatever
     the order of the rows and wherever the mask's box starts."""
@@ -126,10 +126,10 @@ def test_ground_glass_share_per_window_follows_each_nodule_in_the_image() -> Non
     volume[8, 30:34, 5:9] = -550.0
     volume[9, 30:34, 5:9] = 10.0
     rows = positive_slices(mask)
-    shares = positive_slice_ground_glass(boxed_mask(mask), volume)
+    shares = positive_slice_faint_share(boxed_mask(mask), volume)
     by_slice = {int(r[0]): s for r, s in zip(rows, shares)}
     assert by_slice == {3: 1.0, 4: 1.0, 6: 0.0, 8: 0.5, 9: 0.5}
     # dense vessels near a solid nodule do not count: only the nodule's own voxels do
     volume[6, 19, 30:34] = -700.0
-    assert positive_slice_ground_glass(boxed_mask(mask), volume)[list(by_slice).index(6)] == 0.0
-    assert positive_slice_ground_glass(boxed_mask(np.zeros_like(mask)), volume).shape == (0,)
+    assert positive_slice_faint_share(boxed_mask(mask), volume)[list(by_slice).index(6)] == 0.0
+    assert positive_slice_faint_share(boxed_mask(np.zeros_like(mask)), volume).shape == (0,)
