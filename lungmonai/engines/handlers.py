@@ -71,7 +71,7 @@ def training_handlers(
     :func:`validation_handlers`); ``state``'s handlers that are not torch objects (samples
     seen, unfreezing) are attached too, before validation. ``figures`` are the stage's own
     drawing handlers, run on the main process only. Validation runs every ``val_interval``
-    epochs (the segmentation's scores every slice of every val series, minutes on a CPU).
+    epochs (the segmentation's scores every slice of every val series' lung box, minutes on a CPU).
     """
     stateful = [obj for obj in state.values()
                 if hasattr(obj, "attach") and not isinstance(obj, (torch.nn.Module, torch.optim.Optimizer))]

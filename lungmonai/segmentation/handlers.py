@@ -26,16 +26,19 @@ from lungmonai.segmentation.overlay import overlay_figure, overlay_rgb
 from lungmonai.segmentation.reach import NoduleReach
 
 
-def _batch_meta(engine: Engine) -> tuple[list[str], list[int]]:
+def _batch_meta(engine: Engine) -> tuple[list[str], list[int], list[int], list[int]]:
+    """Series, slice, and the first row and column of each prediction of a batch of slice items."""
     batch = engine.state.batch
-    uids = [str(u) for u in batch["series_uid"]]
-    slices = [int(s) for s in torch.as_tensor(batch["slice"]).reshape(-1).tolist()]
-    return uids, slices
+
+    def ints(key: str) -> list[int]:
+        return [int(v) for v in torch.as_tensor(batch[key]).reshape(-1).tolist()]
+
+    return [str(u) for u in batch["series_uid"]], ints("slice"), ints("row"), ints("col")
 
 
 class SegmentationMetrics(Metric):
     """Voxel Dice/precision/recall/F-beta over the epoch, plus per-nodule recall when ``nodules``
-    are given (validation on whole slices), and per-nodule reach through the pipeline's grouping
+    are given (validation on slices' lung boxes), and per-nodule reach through the pipeline's grouping
     when ``reach`` is given (:class:`lungmonai.segmentation.reach.NoduleReach`; one process).
     The value under the metric's own name is ``key``: ``score``, the mean of nodule reach (or,
     without ``reach``, nodule recall) and voxel F-beta (recall weighted ``beta`` times), or
@@ -72,7 +75,7 @@ class SegmentationMetrics(Metric):
             self.touches.reset()
         if self.reach is not None:
             self.reach.reset()
-        self._meta: tuple[list[str], list[int]] | None = None
+        self._meta: tuple[list[str], list[int], list[int], list[int]] | None = None
 
     def _marked(self, logits: torch.Tensor) -> torch.Tensor:
         if self._logit_threshold is not None:
@@ -91,12 +94,12 @@ class SegmentationMetrics(Metric):
         self._counts += torch.tensor([tp, marked.sum().item() - tp, truth.sum().item() - tp], dtype=torch.float64)
         if self.touches is not None and self._meta is not None:
             masks = marked[:, 0].cpu().numpy()
-            for uid, index, mask in zip(*self._meta, masks):
-                self.touches.update(uid, index, mask)
+            for uid, index, row0, col0, mask in zip(*self._meta, masks):
+                self.touches.update(uid, index, mask, row0, col0)
         if self.reach is not None and self._meta is not None:
             probs = torch.sigmoid(torch.as_tensor(logits).detach()[:, 0].float()).cpu().numpy()
-            for uid, index, prob in zip(*self._meta, probs):
-                self.reach.update(uid, index, prob)
+            for uid, index, row0, col0, prob in zip(*self._meta, probs):
+                self.reach.update(uid, index, prob, row0, col0)
 
     def compute(self) -> dict[str, float]:
         counts = self._counts
@@ -136,7 +139,7 @@ class SegmentationOverlayHandler:
     """Every epoch, the prediction over a fixed set of (series, slice) pairs as overlay images
     (TP green, FN/FP red) to TensorBoard, and optionally a PNG at ``save_path``.
 
-    Collects the chosen slices as the evaluator passes them (whole-slice validation items), so
+    Collects the chosen slices as the evaluator passes them (slice validation items), so
     nothing is run twice. In distributed runs only the slices this rank saw are drawn.
     """
 
@@ -166,7 +169,7 @@ class SegmentationOverlayHandler:
 
     def collect(self, engine: Engine) -> None:
         wanted = set(self.wanted)
-        uids, slices = _batch_meta(engine)
+        uids, slices, _, _ = _batch_meta(engine)
         for b, key in enumerate(zip(uids, slices)):
             if key not in wanted:
                 continue

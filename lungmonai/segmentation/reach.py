@@ -8,7 +8,7 @@ floods the CT with components so the cap drops small nodules, and a merged nodul
 component can put its centre outside the radius. Reach measures exactly that, so checkpoints
 are chosen for the pipeline they feed (on the demo, the touch-based choice cost 0.14 CPM).
 
-Validation hands over whole slices in series-then-slice order; one series' probabilities are
+Validation hands over slices (their lung box) in series-then-slice order; one series' probabilities are
 stacked at a time (float16) and grouped when the next series starts, so memory stays at one CT.
 """
 
@@ -53,8 +53,10 @@ class NoduleReach:
         self._prob: np.ndarray | None = None
         self._volume: tuple[np.ndarray, Any] | None = None  # the series' HU memmap and geometry
 
-    def update(self, series_uid: str, slice_index: int, prob: np.ndarray) -> None:
-        """One slice's probabilities (rows, cols; padding beyond the volume is cut off)."""
+    def update(self, series_uid: str, slice_index: int, prob: np.ndarray, row0: int = 0, col0: int = 0) -> None:
+        """One slice's probabilities (rows, cols) whose pixel (0, 0) is voxel (``row0``, ``col0``);
+        padding beyond the volume is cut off, and voxels never given read 0 (outside the lung
+        box, as in the pipeline)."""
         uid = str(series_uid)
         if uid != self._uid:
             self._finish_series()
@@ -69,7 +71,8 @@ class NoduleReach:
                 self._prob = np.zeros(self._volume[0].shape, dtype=np.float16)
         if self._prob is not None:
             rows, cols = self._prob.shape[1:]
-            self._prob[int(slice_index)] = np.asarray(prob)[:rows, :cols]
+            height, width = min(prob.shape[0], rows - row0), min(prob.shape[1], cols - col0)
+            self._prob[int(slice_index), row0 : row0 + height, col0 : col0 + width] = np.asarray(prob)[:height, :width]
 
     def _finish_series(self) -> None:
         uid, prob, volume = self._uid, self._prob, self._volume

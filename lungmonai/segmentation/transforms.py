@@ -3,7 +3,7 @@
 One read of the memory-mapped volume and label caches per sample: no CT decode, no mask
 building. Training items get a ``window`` x ``window`` patch (96x96 as in the book, cut down
 to 64x64 by a later random crop so the nodule is not always centred); validation items a
-whole slice, padded to a multiple of ``divisible`` so the U-Net's pooling lines up.
+slice's lung box, padded to a multiple of ``divisible`` so the U-Net's pooling lines up.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from lungmonai.segmentation.windows import AIR_HU, read_label_patch, read_window
 
 
 class LoadSliceWindowd(MapTransform, Randomizable):
-    """Item (``series_uid``, ``kind``, ``slice``, ``row``, ``col``) -> ``image`` float32
+    """Item (``series_uid``, ``kind``, ``slice``, ``row``, ``col``, ``height``, ``width``; see
+    :mod:`lungmonai.segmentation.data`) -> ``image`` float32
     ``(2*context+1, H, W)`` clipped HU and ``label`` float32 ``(1, H, W)`` in {0, 1}.
 
     ``kind`` ``random`` draws its slice and centre here (uniform over the volume), so every
@@ -58,11 +59,9 @@ class LoadSliceWindowd(MapTransform, Randomizable):
         uid = str(d["series_uid"])
         volume, _ = self.volumes.read_volume(uid)
         labels = self.labels.read_labels(uid)
-        if d["kind"] == "slice":  # the whole slice, padded to the evaluation's common extent
-            index = int(d["slice"])
-            extent = (max(int(d["row"]), volume.shape[1]), max(int(d["col"]), volume.shape[2]))
-            size = tuple(-(-s // self.divisible) * self.divisible for s in extent)
-            row0 = col0 = 0
+        if d["kind"] == "slice":  # the slice's lung box from (row, col), padded to the common extent
+            index, row0, col0 = int(d["slice"]), int(d["row"]), int(d["col"])
+            size = tuple(-(-int(s) // self.divisible) * self.divisible for s in (d["height"], d["width"]))
         else:
             index, row, col = self._place(d, volume.shape)
             size = (self.window, self.window)

@@ -81,8 +81,8 @@ def test_data_lists(seg_dataset: Path, tmp_path: Path) -> None:
     items = training_items(prepared, ALL, cache)
     groups = np.array(group_of(items))
     assert set(groups.tolist()) == {0, 1, 2} and (groups == GROUPS.index("random")).sum() == 4
-    assert {tuple(sorted(i)) for i in items} == {("col", "kind", "row", "series_uid", "slice")}
-    assert len(slice_items(prepared, ALL)) == 4 * 24
+    assert {tuple(sorted(i)) for i in items} == {("col", "height", "kind", "row", "series_uid", "slice", "width")}
+    assert len(slice_items(prepared, ALL)) == 4 * 24  # these CTs are all lung: the box is the volume
     nodules = nodule_list(prepared, ALL)
     assert len(nodules) == 4 and all(n["radius_mm"] > 0 for n in nodules)
 
@@ -145,7 +145,7 @@ def test_validation_items_are_whole_slices_padded_to_the_unet_grid(seg_dataset: 
     assert torch.all(batch["image"][:, :, 40:] == -1.0)  # padding is air
 
 
-def test_whole_slices_of_ct_of_two_sizes_stack_into_one_batch() -> None:
+def test_lung_boxes_of_ct_of_two_sizes_stack_into_one_batch() -> None:
     # On the working grid CTs differ in size; an evaluation batch may hold slices of two of them.
     from types import SimpleNamespace
 
@@ -157,7 +157,7 @@ def test_whole_slices_of_ct_of_two_sizes_stack_into_one_batch() -> None:
     volumes = SimpleNamespace(read_volume=lambda uid: (np.full(shapes[uid], -800, np.int16), None))
     labels = SimpleNamespace(volumes=volumes, read_labels=lambda uid: np.zeros(shapes[uid], np.uint8))
     load = LoadSliceWindowd(labels, context=1, divisible=8)
-    items = [{"series_uid": uid, "kind": "slice", "slice": 2, "row": 37, "col": 41} for uid in shapes]
+    items = [{"series_uid": uid, "kind": "slice", "slice": 2, "row": 0, "col": 0, "height": 37, "width": 41} for uid in shapes]
 
     batch = list_data_collate([load(item) for item in items])
 
@@ -250,3 +250,28 @@ def test_faint_nodules_are_drawn_more_often_by_their_share_of_faint_voxels() -> 
     assert sampling_weights(items, labels, 0.0) == [1.0] * len(items)
     with pytest.raises(ValueError, match="faint_weight"):
         sampling_weights(items, labels, 0.0, -1.0)
+
+
+def test_validation_slices_cover_each_ct_lung_box_and_read_its_voxels(seg_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation runs the network where the pipeline does: the lung box of each CT, every
+    slice read from the box's first row and column, padded to the largest box."""
+    import lungmonai.segmentation.data as data
+    from lungmonai.segmentation.transforms import LoadSliceWindowd
+
+    prepared = _prepared(seg_dataset)
+    uids = split_series(prepared, ALL)
+    boxes = {uid: (slice(3 + k, 20), slice(5, 30 - k), slice(2 * k, 33)) for k, uid in enumerate(uids)}
+    seen = iter(uids)  # slice_items finds each series' box in series order
+    monkeypatch.setattr(data, "lung_box", lambda hu, spacing: boxes[next(seen)])
+    items = slice_items(prepared, ALL)
+    for uid, box in boxes.items():
+        mine = [i for i in items if i["series_uid"] == uid]
+        assert [i["slice"] for i in mine] == list(range(box[0].start, box[0].stop))
+        assert {(i["row"], i["col"], i["height"], i["width"]) for i in mine} == {(box[1].start, box[2].start, 25, 33)}
+    labels = prepare_labels(prepared, ALL, tmp_path, label_params("contours", str(seg_dataset / "masks")))
+    item = next(i for i in items if i["series_uid"] == uids[1] and i["slice"] == 10)
+    out = LoadSliceWindowd(labels, context=0, divisible=8)(item)
+    volume = np.asarray(labels.volumes.read_volume(uids[1])[0])
+    assert out["image"].shape == (1, 32, 40)  # 25 x 33 padded to the U-Net's multiple of 8
+    np.testing.assert_array_equal(out["image"][0, :, :38], volume[10, 5:37, 2:40])  # the box and its padding
+    assert np.all(out["image"][0, :, 38:] == -1000)  # beyond the CT: air

@@ -53,6 +53,22 @@ def test_a_nodule_with_its_own_component_is_reached_and_an_empty_place_is_not() 
     assert reach.recall() == 0.5 and reach.reached.tolist() == [True, False]
 
 
+def test_slices_of_a_lung_box_land_where_they_belong_in_the_ct() -> None:
+    """Validation hands over each slice's lung box from (row0, col0), padded; a nodule's
+    probabilities fed that way reach it, and a ball placed at the box's own (0, 0) does not."""
+    prob = np.zeros(SHAPE, np.float32)
+    _ball(prob, (6, 25, 28), 2, 0.9)
+    row0, col0 = 15, 20
+    reach = NoduleReach([_nodule("a", (6, 25, 28)), _nodule("a", (6, 10, 8))], _Volumes(), _settings())
+    for k, slice_prob in enumerate(prob):
+        reach.update("a", k, np.pad(slice_prob[row0:, col0:], ((0, 16), (0, 16))), row0, col0)
+    assert reach.recall() == 0.5 and reach.reached.tolist() == [True, False]
+    shifted = NoduleReach([_nodule("a", (6, 10, 8))], _Volumes(), _settings())
+    for k, slice_prob in enumerate(prob):
+        shifted.update("a", k, slice_prob[row0:, col0:])  # the same box taken as if it began at (0, 0)
+    assert shifted.recall() == 1.0
+
+
 def test_the_component_cap_drops_a_nodule_that_lower_ranked_clutter_would_not() -> None:
     prob = np.zeros(SHAPE, np.float32)
     _ball(prob, (6, 20, 20), 2, 0.8)  # the nodule: large, but a lower peak than the clutter
@@ -96,7 +112,7 @@ def test_the_checkpoint_score_follows_reach_when_it_is_given() -> None:
     metric = SegmentationMetrics("val", nodules=nodules, reach=NoduleReach(nodules, _Volumes(), _settings()))
     metric.reset()
     logits = torch.logit(torch.from_numpy(prob).clamp(1e-4, 1 - 1e-4))[:, None]
-    metric._meta = (["a"] * SHAPE[0], list(range(SHAPE[0])))
+    metric._meta = (["a"] * SHAPE[0], list(range(SHAPE[0])), [0] * SHAPE[0], [0] * SHAPE[0])
     metric.update((logits, torch.from_numpy((prob > 0.5).astype(np.float32))[:, None]))
     figures = metric.compute()
     assert figures["nodule_reach"] == 0.5 and figures["nodules_reached"] == 1.0
@@ -124,7 +140,7 @@ def test_without_reach_the_checkpoint_score_falls_back_to_touched_nodules() -> N
     metric = SegmentationMetrics("val", nodules=nodules)
     metric.reset()
     logits = torch.logit(torch.from_numpy(prob).clamp(1e-4, 1 - 1e-4))[:, None]
-    metric._meta = (["a"] * SHAPE[0], list(range(SHAPE[0])))
+    metric._meta = (["a"] * SHAPE[0], list(range(SHAPE[0])), [0] * SHAPE[0], [0] * SHAPE[0])
     metric.update((logits, torch.from_numpy((prob > 0.5).astype(np.float32))[:, None]))
     figures = metric.compute()
     assert figures["nodule_recall"] == 0.5 and "nodule_reach" not in figures
