@@ -2,11 +2,15 @@
 threshold, erosion and cap is then grouped, classified and scored on the same probabilities.
 
     python bench/bench_candidate_settings.py --dataset_dir data/luna16_full [--part val] [--bundles DIR]
+        [--out DIR] [--baseline DETECTIONS.csv]
 
 It is how the pipeline's ``seg_threshold``, ``erosion_mm``, ``max_components`` and ``flip_tta_top``
 are chosen: on the val series only (never the held-out set). Per variant: CPM, sensitivity at
 1 and 8 FP/scan, complete misses (nodules no candidate reaches, after the cap), misses before the
-cap, components per CT and seconds per CT for grouping and classification.
+cap, components per CT and seconds per CT for grouping and classification. ``--out`` keeps each
+variant's detections (LUNA16 columns); ``--baseline`` takes such a file, made with other weights
+on the same CTs, and adds each variant's paired CPM difference against it (scans resampled
+jointly: two separate intervals on 49 scans overlap long after the systems differ).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from lungmonai.grouping import ComponentCapWarning, group_segmentation, segmenta
 from lungmonai.io import find_series, read_ct  # noqa: E402
 from lungmonai.io.grid import to_grid  # noqa: E402
 from lungmonai.io.orient import to_lps  # noqa: E402
-from lungmonai.metrics.froc import compute_froc, hit_matrix  # noqa: E402
+from lungmonai.metrics.froc import compute_froc, hit_matrix, paired_cpm_difference  # noqa: E402
 from lungmonai.pipeline import load_models, pipeline_settings  # noqa: E402
 from lungmonai.pipeline.evaluation import truth_table  # noqa: E402
 from lungmonai.segmentation import segment_ct  # noqa: E402
@@ -55,6 +59,8 @@ def main() -> None:
     ap.add_argument("--erosions", type=int, nargs="+", default=[0], help="erosion iterations on the working grid")
     ap.add_argument("--caps", type=int, nargs="+", default=[300])
     ap.add_argument("--tta", type=int, nargs="+", default=[32], help="flip_tta_top values")
+    ap.add_argument("--out", type=Path, default=None, help="write each variant's detections here")
+    ap.add_argument("--baseline", type=Path, default=None, help="detections of other weights on the same CTs")
     args = ap.parse_args()
     bundles = find_bundles(args.bundles)
     models = load_models(bundles, device="cpu", with_malignancy=False)
@@ -114,17 +120,25 @@ def main() -> None:
                                                                           "center_z": "coordZ"}))
         print(f"{n + 1}/{len(series)} {uid[-8:]} seg {seg_seconds[-1]:.1f} s", file=sys.stderr, flush=True)
     print(f"\n{len(series)} {args.part} CTs, {len(truth)} nodules; segmentation {np.median(seg_seconds):.1f} s/CT (median)\n")
+    baseline = pd.read_csv(args.baseline) if args.baseline else None
     print("| seg threshold | erosion | cap | flip TTA top | CPM | sens @1 | sens @8 | misses | misses before cap | "
-          "components/CT (median found, kept) | group+classify s/CT |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "components/CT (median found, kept) | group+classify s/CT |" + (" CPM minus baseline (95% CI) |" if baseline is not None else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if baseline is not None else ""))
     for v in variants:
         det = pd.concat(rows[v], ignore_index=True)[["seriesuid", "coordX", "coordY", "coordZ", "probability"]]
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            det.to_csv(args.out / f"detections_t{v[0]:g}_e{v[1]}_c{v[2]}_tta{v[3]}.csv", index=False)
         froc = compute_froc(det, truth, series)
         s = stats[v]
         misses = froc["total_nodules"] - froc["detected"]
+        paired = ""
+        if baseline is not None:
+            d = paired_cpm_difference(baseline, det, truth, series)
+            paired = f" {d['difference']:+.3f} ({d['difference_ci'][0]:+.3f} to {d['difference_ci'][1]:+.3f}) |"
         print(f"| {v[0]} | {v[1]} | {v[2]} | {v[3]} | {froc['cpm']:.3f} | {froc['sensitivities'][3]:.3f} | "
               f"{froc['sensitivities'][6]:.3f} | {misses} | {int(sum(s['pre_miss']))} | "
-              f"{np.median(s['found']):.0f}, {np.median(s['kept']):.0f} | {np.median(s['seconds']):.1f} |", flush=True)
+              f"{np.median(s['found']):.0f}, {np.median(s['kept']):.0f} | {np.median(s['seconds']):.1f} |{paired}", flush=True)
 
 
 if __name__ == "__main__":

@@ -275,3 +275,18 @@ def test_validation_slices_cover_each_ct_lung_box_and_read_its_voxels(seg_datase
     assert out["image"].shape == (1, 32, 40)  # 25 x 33 padded to the U-Net's multiple of 8
     np.testing.assert_array_equal(out["image"][0, :, :38], volume[10, 5:37, 2:40])  # the box and its padding
     assert np.all(out["image"][0, :, 38:] == -1000)  # beyond the CT: air
+
+
+def test_a_cosine_schedule_warms_up_then_decays_to_zero_over_the_configured_epochs(seg_dataset: Path, tmp_path: Path) -> None:
+    parser = _parser(seg_dataset, tmp_path, epoch_samples=64, batch_size=16, epochs=3, schedule="warmup_cosine", warmup_epochs=1)
+    scheduler = parser.get_parsed_content("lr_scheduler")
+    optimizer = parser.get_parsed_content("optimizer")
+    lrs = []
+    for _ in range(3 * 4):  # 3 epochs of 64 / 16 steps
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] < 1e-4 and max(lrs) == pytest.approx(1e-3, rel=0.05) and int(np.argmax(lrs)) == 4
+    assert lrs[-1] < 0.1e-3  # decayed nearly to zero by the last step
+    constant = _parser(seg_dataset, tmp_path).get_parsed_content("lr_scheduler")
+    assert constant.get_last_lr() == [1e-3]
