@@ -183,19 +183,25 @@ def positive_slice_faint_share(mask: BoxedMask, volume: np.ndarray, threshold_hu
     from scipy import ndimage
 
     box = np.asarray(mask.box)
-    rows, components = _positive_rows(box)
-    if not len(components):
+    labelled, count = ndimage.label(box)
+    _, owner = _labelled_rows(labelled, count)
+    if not len(owner):
         return np.zeros(0, dtype=np.float64)
     hu = np.asarray(volume[tuple(slice(o, o + n) for o, n in zip(mask.origin, box.shape))])
-    labelled, count = ndimage.label(box)
     shares = np.asarray(ndimage.mean(hu < threshold_hu, labels=labelled, index=np.arange(1, count + 1)), dtype=np.float64)
-    return shares[components - 1]
+    return shares[owner - 1]
 
 
 def _positive_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from scipy import ndimage
 
-    components, count = ndimage.label(mask)
+    return _labelled_rows(*ndimage.label(mask))
+
+
+def _labelled_rows(components: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of :func:`positive_slices` and the label (1..count) of each row's component."""
+    from scipy import ndimage
+
     if count == 0:
         return np.zeros((0, 3), dtype=np.int32), np.zeros(0, dtype=np.int64)
     rows: list[tuple[int, int, int]] = []
