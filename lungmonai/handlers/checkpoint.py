@@ -145,7 +145,9 @@ class ResumableCheckpoint:
         objects = self._with_scaler(engine)
         missing = [name for name in objects if name not in state and name not in _OPTIONAL]
         if missing:
-            raise ValueError(f"{self.path}: checkpoint lacks {missing}; it was not written by this bundle")
+            raise ValueError(f"{self.path}: checkpoint lacks {missing}; it was written by another bundle or by an "
+                             "earlier version of this one (whose configuration had no such part): train afresh "
+                             "with --resume false, or remove the file")
         max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         horizons = {name: _schedule_horizon(obj) for name, obj in objects.items()
                     if isinstance(obj, torch.optim.lr_scheduler.LRScheduler)}
