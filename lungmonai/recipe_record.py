@@ -36,13 +36,16 @@ def sha256(path: str | Path) -> str:
 
 
 def _progress(path: Path) -> dict[str, Any]:
-    """Samples seen and epochs run, from a resumable checkpoint (read as plain data only)."""
+    """Samples seen, epochs run and the training's wall seconds over every resume, from a
+    resumable checkpoint (read as plain data only)."""
     if not path.is_file():
         return {}
     state = torch.load(path, map_location="cpu", weights_only=True)
     out: dict[str, Any] = {}
     if "samples_seen" in state:
         out["samples_seen"] = int(state["samples_seen"]["count"])
+        if "seconds" in state["samples_seen"]:
+            out["wall_seconds"] = round(float(state["samples_seen"]["seconds"]), 1)
     trainer = state.get("trainer") or {}
     if "iteration" in trainer and trainer.get("epoch_length"):
         out["epochs"] = int(trainer["iteration"]) // int(trainer["epoch_length"])
@@ -67,8 +70,9 @@ def provenance(bundles_dir: Path, bundle: str, settings: dict[str, Any], state: 
         "dataset": {"generator": "lungmonai.synth", "generator_version": GENERATOR_VERSION, "mode": data["mode"],
                     "series": data["series"], "seed": data["seed"], "fractions": data["fractions"]},
         "grid_spacing_xyz": contract(bundles_dir)["grid_spacing_xyz"],
-        **_progress(bundle_dir / RESUME),
+        # The checkpoint's clock spans every resume; the step's own time only its last process.
         "wall_seconds": done.get("seconds"),
+        **_progress(bundle_dir / RESUME),
         "finished": done.get("finished"),
         "machine": done.get("machine", state.get("machine")),
         **(_hard_negatives(bundle_dir, state) if step == "classifier" else {}),
@@ -83,8 +87,8 @@ def _hard_negatives(bundle_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     return {"hard_negatives": {
         "config": "configs/hard_negatives.json",
         "mined_negatives": state["steps"].get("mine", {}).get("mined"),
-        **_progress(bundle_dir / HARD_NEGATIVES_RESUME),
         "wall_seconds": done.get("seconds"),
+        **_progress(bundle_dir / HARD_NEGATIVES_RESUME),
         "finished": done.get("finished"),
         "machine": done.get("machine", state.get("machine")),
     }}

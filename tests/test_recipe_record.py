@@ -98,3 +98,15 @@ def test_the_pipeline_bundle_reports_the_figures_of_the_weights_it_runs(tmp_path
     assert metadata["eval_metrics"]["nodule_threshold"] == 0.42
     assert metadata["grid_spacing_xyz"] == [1.0, 1.0, 1.25]
     assert metadata["version"] == "0.3.1"
+
+
+def test_a_resumed_training_records_its_time_over_every_resume(tmp_path: Path) -> None:
+    root = _bundle(tmp_path)
+    torch.save({"w": torch.full((3,), 3.0)}, root / "nodule_cls/models/model.pt")
+    # The step's own time is the last process's (the epochs after a resume); the checkpoint's
+    # clock holds all of them.
+    torch.save({"samples_seen": {"count": 196608, "seconds": 2700.04}}, root / "nodule_cls/models/last.pt")
+    state = {"steps": {"classifier": {"seconds": 892.3, "finished": "now"}}}
+    write_provenance(root, "nodule_cls", SETTINGS, state, "classifier")
+    training = _metadata(root)["training"]
+    assert training["wall_seconds"] == 2700.0 and training["samples_seen"] == 196608

@@ -63,7 +63,7 @@ def test_resume_continues_at_next_epoch_with_all_state(tmp_path):
     assert path.is_file() and _tmp_files(path.parent) == []
     saved = torch.load(path, map_location="cpu", weights_only=True)
     assert set(saved) == {"network", "optimizer", "lr_scheduler", "samples_seen", "trainer"}
-    assert saved["samples_seen"] == {"count": 2 * N_ITEMS}
+    assert saved["samples_seen"]["count"] == 2 * N_ITEMS and saved["samples_seen"]["seconds"] > 0
     assert saved["trainer"]["iteration"] == 2 * STEPS
     net_saved = {k: v.clone() for k, v in net1.state_dict().items()}
 
@@ -98,7 +98,8 @@ def test_resume_continues_at_next_epoch_with_all_state(tmp_path):
     assert sched2.last_epoch == 3 * STEPS
     assert not torch.equal(net2.weight, net_saved["weight"])  # it did train on
     resaved = torch.load(path, map_location="cpu", weights_only=True)
-    assert resaved["trainer"]["iteration"] == 3 * STEPS and resaved["samples_seen"] == {"count": 3 * N_ITEMS}
+    assert resaved["trainer"]["iteration"] == 3 * STEPS and resaved["samples_seen"]["count"] == 3 * N_ITEMS
+    assert resaved["samples_seen"]["seconds"] > saved["samples_seen"]["seconds"]  # the clock resumed too
     assert _tmp_files(path.parent) == []
 
 
