@@ -19,7 +19,9 @@ from ignite.engine import Engine, Events
 class SamplesSeen:
     """Counts samples over all processes, and the wall seconds this engine has trained for, from
     each start (or resume) to its latest iteration; checkpoint it (``state_dict``) to resume both.
-    Time between a kill and the resume is not counted; validation between epochs is."""
+    Time between a kill and the resume is not counted. A validation between epochs is (it falls
+    before the next iteration), the run's final one and anything after it are not: the clock
+    stops at the last iteration, and its value is what the epoch's checkpoint saves."""
 
     def __init__(self, batch_key: str = "label", world_size: int = 1) -> None:
         self.count = 0
