@@ -274,11 +274,12 @@ def make_heldout(out: Path, settings: dict[str, Any], series: int, seed: int, wo
     """Generate (when missing) and split a held-out set of ``series`` series from ``seed``, held out
     from the development selection of the recipe's ``settings``; the recipe and the demo share it."""
     from lungmonai.synth import generate_dataset
-    from lungmonai.synth.heldout import Selection
+    from lungmonai.synth.heldout import Selection, check_held_out_for
     from lungmonai.tables.prepare import format_summary, prepare_dataset
 
     d = settings["dataset"]
     if (out / "manifest.json").is_file():  # written last: the set is complete
+        check_held_out_for(out, Selection(d["series"], d["seed"]))
         print(f"using the held-out set already generated in {out}")
     else:
         summary = generate_dataset(out, series, mode=settings["heldout"]["mode"], seed=seed, workers=workers,

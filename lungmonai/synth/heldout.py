@@ -86,3 +86,25 @@ def check_held_out(dataset_dir: str | os.PathLike[str]) -> str | None:
         raise FileNotFoundError(f"{path}: held out from {development}, which is gone; its patients cannot be checked")
     assert_patients_disjoint(development, dataset_dir)
     return str(development)
+
+
+def check_held_out_for(dataset_dir: str | os.PathLike[str], development: Selection) -> None:
+    """Refuse a held-out set that shares a patient with ``development``, the selection the weights
+    about to be evaluated were developed on.
+
+    :func:`check_held_out` checks a set against the development data it was made for. Weights
+    retrained on a larger selection may have been trained on patients a set made for the weights
+    before them holds, so a set kept from an earlier run is checked against today's selection too.
+    """
+    path = Path(dataset_dir) / MANIFEST
+    try:
+        source = json.loads(path.read_text(encoding="utf-8")).get("held_out_from") or {}
+    except ValueError as error:
+        raise ValueError(f"{path}: not a generator manifest ({error})") from None
+    if source.get("dataset") is None and (source.get("series"), source.get("seed")) == (development.series, development.seed):
+        return  # made for this selection; check_held_out verifies the claim
+    shared = sorted(selection_patients(development) & dataset_patients(dataset_dir))
+    if shared:
+        raise ValueError(f"{dataset_dir}: shares {len(shared)} LIDC patients with the {development.series} series of seed "
+                         f"{development.seed} the weights were developed on (e.g. {', '.join(shared[:3])}); it was made "
+                         f"for other weights: delete it to generate a set held out from these")

@@ -56,3 +56,26 @@ def test_a_set_held_out_from_a_selection_is_checked_without_the_development_data
     assert selection_patients(Selection(2, 7)) & dataset_patients(heldout) or pytest.skip("no overlap to refuse")
     with pytest.raises(ValueError, match="development selection .* it is not held out"):
         check_held_out(heldout)
+
+
+def test_a_set_kept_from_earlier_weights_is_refused_for_weights_developed_on_its_patients(tmp_path: Path) -> None:
+    """Weights retrained on a larger selection may have seen the patients of a held-out set made
+    for the weights before them: the recipe and the demo refuse to evaluate on it, in one line."""
+    from lungmonai.recipe import make_heldout
+    from lungmonai.synth.heldout import check_held_out_for
+    from lungmonai.usererrors import user_error_line
+
+    heldout = tmp_path / "heldout"
+    generate_dataset(heldout, 2, mode="small", seed=7, workers=2, montage=False, held_out_from=Selection(2, 7))
+    check_held_out_for(heldout, Selection(2, 7))  # made for it
+    larger = Selection(8, 7)
+    shared = selection_patients(larger) & dataset_patients(heldout)
+    assert shared  # the next scans in the seed's order: the larger selection takes them
+    with pytest.raises(ValueError, match=f"shares {len(shared)} LIDC patients with the 8 series of seed 7") as caught:
+        check_held_out_for(heldout, larger)
+    assert user_error_line(caught.value).startswith(f"{heldout}: shares")
+    settings = {"dataset": {"series": 8, "seed": 7}, "heldout": {"mode": "small"}}
+    with pytest.raises(ValueError, match="delete it to generate a set held out from these"):
+        make_heldout(heldout, settings, 2, 7, workers=1)
+    # A set held out from a selection the new one does not reach is still good for it.
+    check_held_out_for(heldout, Selection(1, 7))
