@@ -1,7 +1,7 @@
 """An evaluation's detections seen the ways LUNA16 users ask about, from its ``detections.csv``:
 
     python bench/bench_froc_views.py --dataset_dir data/luna16_heldout --eval_dir output/recipe/heldout
-        [--part test] [--threshold P]
+        [--part test] [--threshold P] [--baseline_dir DIR]
 
 - CPM as the pipeline reports it (every candidate scored) and under the official LUNA16 script's
   limit (at most 100 marks per scan counted, the most probable);
@@ -10,7 +10,10 @@
 - marks per nodule (candidates within a nodule's radius, for the nodules any candidate reaches)
   and marks per CT, all of them and those at the operating point (``--threshold``, by default
   the bundles' contract's ``nodule_threshold``); each as median and range;
-- nodules no candidate reaches, by size.
+- nodules no candidate reaches, by size;
+- with ``--baseline_dir`` (an evaluation of other weights on the same CTs): the CPM difference
+  against it, paired over the CTs (``paired_cpm_difference``), which is what a decision between
+  the two needs: their separate intervals overlap long after they differ.
 
 Each CPM and sensitivity comes with its 95% interval (bootstrap over scans, LUNA16's way).
 """
@@ -28,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lungmonai.config import contract, find_bundles  # noqa: E402
-from lungmonai.metrics.froc import bootstrap_froc, hit_matrix, interp_froc  # noqa: E402
+from lungmonai.metrics.froc import bootstrap_froc, hit_matrix, interp_froc, paired_cpm_difference  # noqa: E402
 from lungmonai.pipeline.evaluation import truth_table  # noqa: E402
 from lungmonai.tables.splits import load_split  # noqa: E402
 
@@ -48,6 +51,10 @@ def _sens_at(froc: dict, fps: float) -> tuple[float, float, float]:
     return mean, low, high
 
 
+def _detections(eval_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(eval_dir / "detections.csv", dtype={"seriesuid": str})[["seriesuid", *XYZ, "probability"]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset_dir", type=Path, required=True)
@@ -55,6 +62,7 @@ def main() -> None:
     ap.add_argument("--part", default="test")
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--n_boot", type=int, default=1000)
+    ap.add_argument("--baseline_dir", type=Path, default=None, help="an evaluation of other weights on the same CTs")
     args = ap.parse_args()
     threshold = args.threshold if args.threshold is not None else contract(find_bundles(None))["pipeline"]["nodule_threshold"]
     series = load_split(args.dataset_dir / "prepared/split.json").series_in(args.part)
@@ -62,8 +70,7 @@ def main() -> None:
     truth = truth[truth["seriesuid"].isin(series)]
     excluded_path = args.dataset_dir / "annotations_excluded.csv"
     excluded = pd.read_csv(excluded_path, dtype={"seriesuid": str}) if excluded_path.is_file() else None
-    det = pd.read_csv(args.eval_dir / "detections.csv", dtype={"seriesuid": str})
-    det = det[["seriesuid", *XYZ, "probability"]]
+    det = _detections(args.eval_dir)
 
     every = bootstrap_froc(det, truth, series, excluded=excluded, n_boot=args.n_boot)
     top100 = det.sort_values("probability", ascending=False, kind="stable").groupby("seriesuid", sort=False).head(100)
@@ -100,6 +107,11 @@ def main() -> None:
     print(f"| marks per found nodule at the operating point | {_range(marks_per_nodule_op)} | |")
     print(f"| marks per CT, every candidate | {_range(per_ct.to_numpy())} | |")
     print(f"| marks per CT at the operating point | {_range(per_ct_op.to_numpy())} | |")
+    if args.baseline_dir is not None:
+        d = paired_cpm_difference(_detections(args.baseline_dir), det, truth, series, excluded=excluded, n_boot=args.n_boot)
+        lo, hi = d["difference_ci"]
+        print(f"| CPM minus {args.baseline_dir}'s ({d['cpm_a']:.3f}), paired over the CTs | {d['difference']:+.3f} | "
+              f"{lo:+.3f} to {hi:+.3f} |")
 
 
 if __name__ == "__main__":
