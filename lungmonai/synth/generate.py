@@ -9,6 +9,7 @@ order whatever the completion order, which keeps every output byte-identical for
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,9 @@ import numpy as np
 from lungmonai.parallel import process_context
 from lungmonai.progress import progress
 from lungmonai.synth.candidates import DEFAULT_NEG_RATIO, LUNA16_NEG_RATIO
-from lungmonai.synth.grid import MODES
+from lungmonai.synth.grid import MODES, max_voxels
 from lungmonai.synth.heldout import Selection, check_held_out, development_patients
-from lungmonai.synth.lidc_nodules import select_sources
+from lungmonai.synth.lidc_nodules import LidcScanSource, select_sources
 from lungmonai.synth.series import SeriesTask, generate_series
 from lungmonai.synth.writer import write_csv, write_json
 
@@ -50,6 +51,18 @@ def _held_out_record(development: str | os.PathLike[str] | Selection, excluded: 
     if isinstance(development, Selection):
         return {"dataset": None, "series": development.series, "seed": development.seed, "patients_excluded": excluded}
     return {"dataset": str(development), "patients_excluded": excluded}
+
+
+def check_free_space(out: Path, sources: list[LidcScanSource], mode: str) -> None:
+    """Refuse to start a dataset the disk cannot hold, before minutes of rendering end in a
+    full disk: the CT files (int16) are counted exactly in ``full`` mode (240 series: about
+    32 GiB), with what files this run would overwrite counted as free."""
+    need = sum(2 * max_voxels(mode, s.slice_spacing, s.n_slices) for s in sources)
+    replaced = sum(p.stat().st_size for p in out.glob("subset*/*.raw"))
+    free = shutil.disk_usage(out).free + replaced
+    if need > free:
+        raise ValueError(f"{out}: {len(sources)} series in {mode} mode need about {need / 2**30:.1f} GiB of CT files, "
+                         f"{free / 2**30:.1f} GiB is free there")
 
 
 def generate_dataset(
@@ -81,6 +94,7 @@ def generate_dataset(
     excluded = development_patients(held_out_from) if held_out_from is not None else set()
     sources = select_sources(n_series, seed, exclude_patients=excluded)
     t_select = time.perf_counter() - t0
+    check_free_space(out, sources, mode)
     tasks = [SeriesTask(i, s, mode, seed, str(out), i // SERIES_PER_SUBSET, float(neg_ratio)) for i, s in enumerate(sources)]
     results: list[dict[str, Any]] = []
     with progress(total=len(tasks), desc=f"synthetic LUNA16 ({mode})", unit="series") as bar:

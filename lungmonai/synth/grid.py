@@ -50,6 +50,23 @@ def _round_mm(value: float) -> float:
     return round(float(value), 2)
 
 
+SMALL_MAX_SHAPE = (140, 224, 224)
+
+
+def _full_slices(slice_spacing: float, n_source_slices: int) -> int:
+    z_extent = float(np.clip(n_source_slices * float(slice_spacing), 280.0, 360.0))
+    return int(round(z_extent / float(slice_spacing)))
+
+
+def max_voxels(mode: str, slice_spacing: float, n_source_slices: int) -> int:
+    """The most voxels :func:`make_grid` gives a series of this scan (exact in ``full`` mode)."""
+    if mode == "full":
+        return 512 * 512 * _full_slices(slice_spacing, n_source_slices)
+    if mode == "small":
+        return int(np.prod(SMALL_MAX_SHAPE))
+    raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
 def make_grid(
     mode: str, rng: np.random.Generator, pixel_spacing: float, slice_spacing: float, n_source_slices: int
 ) -> SeriesGrid:
@@ -64,13 +81,12 @@ def make_grid(
         size = 512
         pixel = float(pixel_spacing)
         dz = float(slice_spacing)
-        z_extent = float(np.clip(n_source_slices * dz, 280.0, 360.0))
-        n_slices = int(round(z_extent / dz))
+        n_slices = _full_slices(slice_spacing, n_source_slices)
     elif mode == "small":
         size = 224
         pixel = float(np.round(rng.uniform(1.4, 1.6), 4))
         dz = float(slice_spacing) if 2.0 <= slice_spacing <= 2.5 else float(np.round(rng.uniform(2.0, 2.5), 2))
-        n_slices = int(np.clip(round(rng.uniform(260.0, 320.0) / dz), 100, 140))
+        n_slices = int(np.clip(round(rng.uniform(260.0, 320.0) / dz), 100, SMALL_MAX_SHAPE[0]))
     else:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     fov = size * pixel

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import SimpleITK as sitk
 
 from lungmonai.geometry import xyz_to_irc
@@ -131,3 +132,20 @@ def test_manifest_points_at_real_lidc_reads(manifest: dict) -> None:
         # The resampled mask keeps the LIDC consensus volume (equivalent diameter).
         assert abs(eq["synthetic"] - eq["lidc"]) <= max(0.12 * eq["lidc"], 0.8)
     json.dumps(manifest)  # plain JSON types only
+
+
+def test_a_disk_too_small_is_named_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """240 full-resolution series take about 32 GiB: a run that cannot fit says so at once, in one
+    line naming the folder, instead of failing on a full disk half an hour in."""
+    import shutil
+
+    from lungmonai.synth import generate_dataset
+    from lungmonai.usererrors import user_error_line
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=2**26))
+    out = tmp_path / "luna"
+    with pytest.raises(ValueError, match=r"3 series in full mode need about [0-9.]+ GiB of CT files, 0.1 GiB is free") as caught:
+        generate_dataset(out, 3, mode="full", seed=0, workers=1, montage=False)
+    assert user_error_line(caught.value).startswith(f"{out}: 3 series")
+    assert list(out.iterdir()) == []

@@ -1,11 +1,11 @@
-"""Pieces: mask resampling keeps size, uids, mode grids, rating consensus."""
+"""Pieces: mask resampling keeps size, uids, mode grids and their disk size, rating consensus."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lungmonai.synth.grid import make_grid
+from lungmonai.synth.grid import make_grid, max_voxels
 from lungmonai.synth.lidc_nodules import equivalent_diameter_mm, resample_mask
 from lungmonai.synth.nodule_render import consensus_calcification, consensus_texture
 from lungmonai.synth.writer import series_uid
@@ -55,3 +55,13 @@ def test_rating_consensus() -> None:
     assert consensus_texture(reads) == 2
     assert consensus_calcification(reads) == 3
     assert consensus_calcification(reads[:1] + [{"texture": 5, "calcification": 6}, reads[1]]) == 6
+
+
+@pytest.mark.parametrize("mode", ["small", "full"])
+def test_the_disk_size_bound_holds_every_grid_and_is_exact_at_full_resolution(mode: str) -> None:
+    rng = np.random.default_rng(3)
+    for dz, n in [(0.625, 560), (1.25, 300), (2.5, 90), (2.0, 200), (3.0, 40)]:
+        bound = max_voxels(mode, dz, n)
+        for _ in range(20):
+            voxels = int(np.prod(make_grid(mode, rng, 0.7, dz, n).shape_irc))
+            assert voxels == bound if mode == "full" else voxels <= bound
