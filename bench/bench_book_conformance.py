@@ -55,6 +55,7 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,9 @@ def book_workdir(dataset_dir: Path, uids: list[str], work: Path) -> Path:
     return work
 
 
-def run_book(book_repo: Path, work: Path, uids: list[str], seg_state: Path, cls_state: Path, batch_size: int) -> dict:
+def book_analyses(book_repo: Path, work: Path, uids: list[str], seg_state: Path, cls_state: Path,
+                  batch_size: int) -> Iterator[tuple[str, dict]]:
+    """The book's ``NoduleAnalysisApp`` steps on each CT in turn: ``(uid, result)`` as each finishes."""
     install_book_shims()
     sys.path.insert(0, str(book_repo))
     here = os.getcwd()
@@ -140,7 +143,6 @@ def run_book(book_repo: Path, work: Path, uids: list[str], seg_state: Path, cls_
 
         app = book.NoduleAnalysisApp([uids[0], "--num-workers", "0", "--batch-size", str(batch_size),
                                       "--segmentation-path", str(seg_state), "--classification-path", str(cls_state)])
-        out = {}
         for uid in uids:
             start = time.perf_counter()
             ct = book.getCt(uid)
@@ -150,13 +152,17 @@ def run_book(book_repo: Path, work: Path, uids: list[str], seg_state: Path, cls_
             frame = pd.DataFrame({
                 "center_x": [float(s[2][0]) for s in scored], "center_y": [float(s[2][1]) for s in scored],
                 "center_z": [float(s[2][2]) for s in scored], "p_nodule": [float(s[0]) for s in scored]})
-            out[uid] = {"mask": np.asarray(mask, dtype=bool), "candidates": frame, "shape_irc": ct.hu_a.shape,
-                        "origin_xyz": np.asarray(ct.origin_xyz, dtype=float), "direction": np.asarray(ct.direction_a, dtype=float),
-                        "spacing_xyz": np.asarray(ct.vxSize_xyz, dtype=float), "seconds": time.perf_counter() - start}
-            print(f"book       {uid}: {len(frame)} candidates, {out[uid]['seconds']:.0f} s", flush=True)
-        return out
+            result = {"mask": np.asarray(mask, dtype=bool), "candidates": frame, "shape_irc": ct.hu_a.shape,
+                      "origin_xyz": np.asarray(ct.origin_xyz, dtype=float), "direction": np.asarray(ct.direction_a, dtype=float),
+                      "spacing_xyz": np.asarray(ct.vxSize_xyz, dtype=float), "seconds": time.perf_counter() - start}
+            print(f"book       {uid}: {len(frame)} candidates, {result['seconds']:.0f} s", flush=True)
+            yield uid, result
     finally:
         os.chdir(here)
+
+
+def run_book(book_repo: Path, work: Path, uids: list[str], seg_state: Path, cls_state: Path, batch_size: int) -> dict:
+    return dict(book_analyses(book_repo, work, uids, seg_state, cls_state, batch_size))
 
 
 # --------------------------------------------------------------------------------------------
