@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_book_conformance import CLS_STATE, SEG_STATE, book_analyses, book_workdir  # noqa: E402
+from bench_froc_views import OFFICIAL_MARKS, top_marks  # noqa: E402
 
 from lungmonai.cache.atomic import atomic_write_text  # noqa: E402
 from lungmonai.metrics.froc import bootstrap_froc, paired_cpm_difference  # noqa: E402
@@ -39,7 +40,6 @@ from lungmonai.pipeline.evaluation import truth_table  # noqa: E402
 from lungmonai.tables.splits import load_split  # noqa: E402
 
 XYZ = ["coordX", "coordY", "coordZ"]
-OFFICIAL_MARKS = 100
 
 
 def book_rows(frame: pd.DataFrame, uid: str) -> pd.DataFrame:
@@ -60,10 +60,6 @@ def run_missing(book_repo: Path, dataset_dir: Path, uids: list[str], out: Path, 
         for uid, result in book_analyses(book_repo, work, todo, (models / SEG_STATE).resolve(),
                                          (models / CLS_STATE).resolve(), batch_size):
             atomic_write_text(out / f"{uid}.csv", book_rows(result["candidates"], uid).to_csv(index=False))
-
-
-def top_marks(detections: pd.DataFrame, n: int) -> pd.DataFrame:
-    return detections.sort_values("probability", ascending=False, kind="stable").groupby("seriesuid", sort=False).head(n)
 
 
 def main() -> None:

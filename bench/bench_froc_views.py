@@ -37,6 +37,7 @@ from lungmonai.tables.splits import load_split  # noqa: E402
 
 XYZ = ["coordX", "coordY", "coordZ"]
 SMALL_MM = 6.0
+OFFICIAL_MARKS = 100
 
 
 def _range(values: list[int] | np.ndarray) -> str:
@@ -49,6 +50,11 @@ def _sens_at(froc: dict, fps: float) -> tuple[float, float, float]:
     low = float(interp_froc([fps], froc["band_fps"], froc["band_low"])[0])
     high = float(interp_froc([fps], froc["band_fps"], froc["band_high"])[0])
     return mean, low, high
+
+
+def top_marks(detections: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` most probable marks of each scan: what the official LUNA16 script counts."""
+    return detections.sort_values("probability", ascending=False, kind="stable").groupby("seriesuid", sort=False).head(n)
 
 
 def _detections(eval_dir: Path) -> pd.DataFrame:
@@ -73,8 +79,7 @@ def main() -> None:
     det = _detections(args.eval_dir)
 
     every = bootstrap_froc(det, truth, series, excluded=excluded, n_boot=args.n_boot)
-    top100 = det.sort_values("probability", ascending=False, kind="stable").groupby("seriesuid", sort=False).head(100)
-    official = bootstrap_froc(top100, truth, series, excluded=excluded, n_boot=args.n_boot)
+    official = bootstrap_froc(top_marks(det, OFFICIAL_MARKS), truth, series, excluded=excluded, n_boot=args.n_boot)
     small = truth[truth["diameter_mm"] < SMALL_MM]
     ignored = pd.concat([truth[truth["diameter_mm"] >= SMALL_MM][["seriesuid", *XYZ, "diameter_mm"]],
                          *([excluded[["seriesuid", *XYZ, "diameter_mm"]]] if excluded is not None else [])])
