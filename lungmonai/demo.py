@@ -203,12 +203,15 @@ def _shipped_problems(bundles: Path) -> list[str]:
 
 def _training_copy(installed: Path, copy: Path) -> Path:
     """The bundles' configs copied to ``copy`` (once): the demo's models land there, never over
-    the weights the installed bundles ship."""
+    the weights the installed bundles ship. The shipped size fusion stays behind: it was fitted
+    to the shipped malignancy weights, not to the ones the demo trains."""
     import shutil
 
+    from lungmonai.malignancy.size_fusion import FUSION_FILE
+
     if not (copy / "contract.json").is_file():
-        shutil.copytree(installed, copy, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("models", "runs", "eval", "output", "__pycache__"))
+        shutil.copytree(installed, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+            "models", "runs", "eval", "output", "__pycache__", FUSION_FILE.name))
     return copy
 
 
@@ -244,4 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lungmonai.usererrors import run_command
+
+    raise SystemExit(run_command("lungmonai.demo", main))

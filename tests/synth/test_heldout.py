@@ -79,3 +79,31 @@ def test_a_set_kept_from_earlier_weights_is_refused_for_weights_developed_on_its
         make_heldout(heldout, settings, 2, 7, workers=1)
     # A set held out from a selection the new one does not reach is still good for it.
     check_held_out_for(heldout, Selection(1, 7))
+
+
+def test_the_demo_refuses_a_set_kept_from_earlier_weights_in_one_line(tmp_path: Path) -> None:
+    """``make demo`` after the shipped weights were retrained on more series: the held-out folder
+    left from before is refused with one line that says to delete it, not a traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    heldout = tmp_path / "heldout"
+    generate_dataset(heldout, 2, mode="small", seed=7, workers=2, montage=False, held_out_from=Selection(2, 7))
+    bundles = tmp_path / "bundles"
+    shutil.copytree(repo / "bundles", bundles, ignore=shutil.ignore_patterns("runs", "eval", "__pycache__"))
+    recipe = json.loads((bundles / "recipe.json").read_text())
+    recipe["dataset"].update(series=8, seed=7)  # weights developed on a selection that takes its patients
+    (bundles / "recipe.json").write_text(json.dumps(recipe))
+    before = sorted(p.relative_to(heldout) for p in heldout.rglob("*"))
+    run = subprocess.run([sys.executable, "-m", "lungmonai.demo", "--bundles_dir", str(bundles), "--dataset_dir",
+                          str(heldout), "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "LUNGMONAI_PROGRESS": "0"}, timeout=600)
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lungmonai.demo: error: {heldout}: shares"), run.stderr
+    assert "delete it" in lines[0]
+    assert sorted(p.relative_to(heldout) for p in heldout.rglob("*")) == before  # nothing removed or added
