@@ -105,3 +105,16 @@ def test_a_retrained_classifier_makes_the_malignancy_model_train_again(tmp_path:
     os.utime(files["nodule_cls"])  # the classifier is trained again
     demo._train_malignancy(run)
     assert trained == ["nodule_malignancy"]
+
+
+def test_the_training_copy_leaves_the_shipped_weights_and_their_size_fusion_behind(tmp_path: Path) -> None:
+    """`demo --train` trains into a copy of the bundles: the shipped weights are not copied, nor
+    the size fusion fitted to them, which would rescale the demo's own malignancy model."""
+    from lungmonai.demo import _training_copy
+    from lungmonai.malignancy.size_fusion import FUSION_FILE
+
+    assert (REPO / "bundles" / FUSION_FILE).is_file()  # the shipped weights have one
+    copy = _training_copy(REPO / "bundles", tmp_path / "copy")
+    assert (copy / "contract.json").is_file() and (copy / "nodule_malignancy/configs/train.json").is_file()
+    assert not (copy / FUSION_FILE).exists()
+    assert not list(copy.glob("*/models"))

@@ -21,6 +21,7 @@ its weights and its figures live in the malignancy bundle's ``configs/size_fusio
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from lungmonai.cache.atomic import atomic_write_json, jsonable
 from lungmonai.malignancy.baseline import paired_bootstrap_auc_difference
 from lungmonai.metrics.baseline import bootstrap_auc_ci
 from lungmonai.metrics.classification import roc_auc
+
+logger = logging.getLogger(__name__)
 
 FUSION_FILE = Path("nodule_malignancy/configs/size_fusion.json")
 """Where the choice lives, relative to the bundles folder."""
@@ -225,16 +228,36 @@ def fit_from_detections(dataset_dir: str | os.PathLike[str], detections_csv: str
             "unscored": int(len(found) - len(scored))}
 
 
+MODEL_FILE = Path("nodule_malignancy/models/model.pt")
+"""The image model a fusion is fitted to, relative to the bundles folder."""
+
+
+def _model_sha256(bundles_dir: Path) -> str | None:
+    from lungmonai.recipe_record import sha256
+
+    model = bundles_dir / MODEL_FILE
+    return sha256(model) if model.is_file() else None
+
+
 def write_fusion(bundles_dir: str | os.PathLike[str], fusion: dict[str, Any]) -> Path:
     """Write the choice to the malignancy bundle (atomically: a pipeline loading it meanwhile
-    reads the old choice or the new one, never half of one)."""
-    return atomic_write_json(Path(bundles_dir) / FUSION_FILE, jsonable(fusion))
+    reads the old choice or the new one, never half of one), with the sha256 of the bundle's
+    malignancy weights it was fitted to (``model_sha256``): its weights recalibrate that model's
+    logit, and mean nothing for another."""
+    bundles = Path(bundles_dir)
+    return atomic_write_json(bundles / FUSION_FILE, jsonable({**fusion, "model_sha256": _model_sha256(bundles)}))
 
 
 def load_fusion(bundles_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The bundles' fusion, or None when none was chosen (no file): P(malignant) is then the
-    image model's alone."""
-    path = Path(bundles_dir) / FUSION_FILE
+    image model's alone.
+
+    A fusion fitted to other malignancy weights than the bundle's (its ``model_sha256`` differs:
+    the model was retrained with ``monai.bundle run training`` after the recipe chose the blend)
+    is not applied, and a warning names it: its slope on the old model's logit would rescale the
+    new model's arbitrarily. A file without ``model_sha256`` is applied as it is."""
+    bundles = Path(bundles_dir)
+    path = bundles / FUSION_FILE
     if not path.is_file():
         return None
     fusion = json.loads(path.read_text())
@@ -245,4 +268,9 @@ def load_fusion(bundles_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     if missing or not isinstance(fusion.get("use"), bool):
         raise ValueError(f"{path}: not a size fusion (needs \"use\" true/false and numeric weights; missing or bad: "
                          f"{', '.join(missing) or 'use'})")
+    fitted_to = fusion.get("model_sha256")
+    if fitted_to is not None and fitted_to != _model_sha256(bundles):
+        logger.warning("%s: fitted to other malignancy weights than %s (sha256 %s...); not applied, P(malignant) is "
+                       "the image model's alone", path, bundles / MODEL_FILE, str(fitted_to)[:12])
+        return None
     return fusion

@@ -104,8 +104,29 @@ def test_the_weights_round_trip_through_the_bundle(tmp_path: Path) -> None:
     path = write_fusion(tmp_path, fusion)
     assert path == tmp_path / FUSION_FILE
     loaded = load_fusion(tmp_path)
-    assert loaded == fusion
+    assert loaded == {**fusion, "model_sha256": None}  # no malignancy weights in this folder
     np.testing.assert_array_equal(apply_fusion(loaded, p_image, diameter), apply_fusion(fusion, p_image, diameter))
+
+
+def test_a_fusion_fitted_to_other_malignancy_weights_is_not_applied(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Retraining the malignancy model after the recipe chose a blend leaves a fusion fitted to the
+    old model's logit: the pipeline then reports the new model's own probability, and says why."""
+    model = tmp_path / "nodule_malignancy/models/model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"the weights the blend was fitted to")
+    diameter, cue, _, malignant = _nodules(4, n=80)
+    fusion = choose_fusion(1.0 / (1.0 + np.exp(-cue)), diameter, malignant, n_boot=50)
+    write_fusion(tmp_path, fusion)
+    assert json.loads((tmp_path / FUSION_FILE).read_text())["model_sha256"] is not None
+    assert load_fusion(tmp_path)["weights"] == fusion["weights"]  # the same weights: applied
+    model.write_bytes(b"retrained weights")
+    with caplog.at_level("WARNING", logger="lungmonai.malignancy.size_fusion"):
+        assert load_fusion(tmp_path) is None
+    assert f"{tmp_path / FUSION_FILE}: fitted to other malignancy weights" in caplog.text
+    # a file from before the check (no model_sha256) is applied as written
+    legacy = {k: v for k, v in json.loads((tmp_path / FUSION_FILE).read_text()).items() if k != "model_sha256"}
+    (tmp_path / FUSION_FILE).write_text(json.dumps(legacy))
+    assert load_fusion(tmp_path) == legacy
 
 
 def test_a_file_that_is_not_a_fusion_is_named(tmp_path: Path) -> None:

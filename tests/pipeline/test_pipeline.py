@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _untrained_bundle(bundles: Path, name: str, seed: int) -> None:
     root = bundles / name
-    shutil.copytree(REPO / "bundles" / name / "configs", root / "configs")
+    shutil.copytree(REPO / "bundles" / name / "configs", root / "configs",
+                    ignore=shutil.ignore_patterns("size_fusion.json"))  # fitted to the shipped weights
     shutil.copy(tests_bundles() / "contract.json", bundles / "contract.json")
     parser = ConfigParser()
     parser.read_config(str(root / "configs/inference.json"))
@@ -121,6 +122,7 @@ def test_malignancy_scores_the_kept_candidates_own_crops(tiny_prepared: Path, mo
 def test_a_size_fusion_in_the_bundles_changes_p_malignant_and_keeps_the_image_models(
         tiny_prepared: Path, bundles: Path, models, tmp_path: Path) -> None:
     from lungmonai.malignancy.size_fusion import apply_fusion, write_fusion
+    from lungmonai.recipe_record import sha256
 
     fused_bundles = tmp_path / "bundles"
     shutil.copytree(bundles, fused_bundles)
@@ -128,8 +130,9 @@ def test_a_size_fusion_in_the_bundles_changes_p_malignant_and_keeps_the_image_mo
     fusion = {"use": True, "weights": {"intercept": -3.0, "logit_p_image": 0.2, "log_diameter_mm": 0.5}}
     write_fusion(fused_bundles, fusion)
     fused_models = load_models(fused_bundles, device="cpu")
-    # (the shipped bundles may hold a fusion the val nodules chose not to use)
-    assert fused_models.size_fusion == fusion and not (models.size_fusion or {}).get("use")
+    # (the untrained bundles carry no fusion: the shipped one is fitted to the shipped weights)
+    assert fused_models.size_fusion == {**fusion, "model_sha256": sha256(fused_bundles / "nodule_malignancy/models/model.pt")}
+    assert not (models.size_fusion or {}).get("use")
 
     ct_path = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
     ct = read_ct(ct_path)
