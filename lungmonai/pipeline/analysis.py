@@ -40,8 +40,9 @@ class PipelineSettings:
     # iterations per CT: one at 0.5-1.0 mm pixels, none at 1.4 mm and above.
     erosion_mm: float = 0.7
     # At most this many components per CT go to the classifier, those the segmentation is most
-    # sure of (0: all of them, as the book). On the 49 val CTs of the embedded dataset a cap of
-    # 1000 instead of 300 changed CPM by -0.001 (bench/bench_candidate_settings.py).
+    # sure of (0: all of them, as the book). On the 49 val CTs of an earlier 120-series
+    # development set a cap of 1000 instead of 300 changed CPM by -0.001
+    # (bench/bench_candidate_settings.py).
     max_components: int = 300
     # Segment only the box around the lungs (lungmonai.segmentation.lung_box); False runs the
     # whole slices, as the book does.

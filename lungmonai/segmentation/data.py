@@ -138,9 +138,9 @@ def slice_items(prepared_dir: str | os.PathLike[str], parts: str | Sequence[str]
     ``row`` and ``col`` of a slice item are the box's first row and column; ``height`` and
     ``width`` the extent every slice is padded to, the largest box of these series (a batch can
     hold slices of two CTs); the padding reads the CT beyond a smaller box, so a slice may show
-    a few more voxels than the pipeline segments. On the 49 val series of the 1 mm development
-    set the boxes padded so hold 903 M voxels, against 2,018 M for whole slices padded to the
-    largest CT.
+    a few more voxels than the pipeline segments. On the 49 val series of the 120-series 1 mm
+    development set the boxes padded so hold 903 M voxels, against 2,018 M for whole slices
+    padded to the largest CT.
     """
     prepared = require_prepared(prepared_dir)
     volumes = CropCache(cache_dir or prepared / "cache")
