@@ -90,6 +90,20 @@ def find_bundles(explicit: str | os.PathLike[str] | None = None) -> Path:
     return chosen.resolve()
 
 
+WEIGHTS_AND_RUNS = ("models", "runs", "eval", "output", "__pycache__", "*.tmp", "size_fusion.json")
+"""What a copy of the bundles' configs leaves behind: the weights, what training and evaluation
+wrote, and what was fitted to the weights (the malignancy bundle's size fusion, which
+recalibrates one model's output)."""
+
+
+def copy_configs(source: Path, out: Path) -> None:
+    """``source``'s bundles, configs and docs only, into ``out``: the start of a bundles folder
+    whose weights come from elsewhere (a training, an imported checkpoint)."""
+    import shutil
+
+    shutil.copytree(source, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*WEIGHTS_AND_RUNS))
+
+
 @lru_cache(maxsize=None)
 def _read_contract(path: Path, mtime_ns: int) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:

@@ -205,13 +205,10 @@ def _training_copy(installed: Path, copy: Path) -> Path:
     """The bundles' configs copied to ``copy`` (once): the demo's models land there, never over
     the weights the installed bundles ship. The shipped size fusion stays behind: it was fitted
     to the shipped malignancy weights, not to the ones the demo trains."""
-    import shutil
-
-    from lungmonai.malignancy.size_fusion import FUSION_FILE
+    from lungmonai.config import copy_configs
 
     if not (copy / "contract.json").is_file():
-        shutil.copytree(installed, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
-            "models", "runs", "eval", "output", "__pycache__", FUSION_FILE.name))
+        copy_configs(installed, copy)
     return copy
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from monai.bundle import ConfigParser
 
@@ -95,3 +97,17 @@ def test_every_engine_of_the_bundles_follows_the_progress_switch(bundle: str, co
     for handlers in engines:
         assert parser[f"{handlers}#_target_"].startswith("lungmonai.engines."), handlers
         assert parser[f"{handlers}#progress_bars"] == "@progress_bars", handlers
+
+
+def test_a_copy_of_the_configs_leaves_the_weights_and_what_was_fitted_to_them(tmp_path: Path) -> None:
+    from lungmonai.config import copy_configs
+    from lungmonai.malignancy.size_fusion import FUSION_FILE
+
+    source = tmp_path / "source"
+    for name in ("contract.json", "nodule_cls/configs/train.json", "nodule_cls/models/model.pt",
+                 "nodule_cls/runs/events", "nodule_cls/eval/metrics.json", str(FUSION_FILE), "nodule_cls/docs/README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text("x")
+    copy_configs(source, tmp_path / "copy")
+    copied = sorted(str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*") if p.is_file())
+    assert copied == ["contract.json", "nodule_cls/configs/train.json", "nodule_cls/docs/README.md"]

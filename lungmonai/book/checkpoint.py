@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import pickle
-import shutil
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import Any
 
 import torch
 
-from lungmonai.config import CONTRACT, contract, find_bundles, network
+from lungmonai.config import CONTRACT, contract, copy_configs, find_bundles, network
 from lungmonai.weights import check_plain, load_weights
 
 STAGES: dict[str, tuple[str, str]] = {
@@ -351,8 +350,7 @@ def prepare_bundles(out: str | os.PathLike[str], bundles_dir: str | os.PathLike[
     source = find_bundles(bundles_dir)
     if out.resolve() == source or source in out.resolve().parents:
         raise ValueError(f"{out}: inside the source bundles {source}; give a folder outside it")
-    shutil.copytree(source, out, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("models", "runs", "eval", "output", "__pycache__", "*.tmp"))
+    copy_configs(source, out)
     _write_json(out / CONTRACT, book_contract(contract(source)))
     for metadata_path in sorted(out.glob("*/configs/metadata.json")):
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))

@@ -193,8 +193,12 @@ def test_seg_import_gives_the_book_networks_probabilities(imported: Path, book_f
 def test_written_bundles_load_through_the_pipeline_and_record_the_import(imported: Path, book_files: dict[str, Path]) -> None:
     from lungmonai.pipeline import analyze_ct, load_models, pipeline_settings
 
+    from lungmonai.malignancy.size_fusion import FUSION_FILE
+
     models = load_models(imported, device="cpu")
     assert isinstance(models.segmenter, BookSegUNet) and models.malignancy is not None
+    # the project's size fusion recalibrates the project's malignancy model: not copied
+    assert not (imported / FUSION_FILE).exists() and models.size_fusion is None
     settings = contract(imported)
     assert settings["grid_spacing_xyz"] is None and settings["crop_shape"] == [32, 48, 48]
     assert settings["hu_window"] == [-1000.0, 1000.0] and settings["seg_context"] == 3
