@@ -37,6 +37,7 @@ from bench_froc_views import OFFICIAL_MARKS, top_marks  # noqa: E402
 from lungmonai.cache.atomic import atomic_write_text  # noqa: E402
 from lungmonai.metrics.froc import bootstrap_froc, paired_cpm_difference  # noqa: E402
 from lungmonai.pipeline.evaluation import truth_table  # noqa: E402
+from lungmonai.progress import progress  # noqa: E402
 from lungmonai.tables.splits import load_split  # noqa: E402
 
 XYZ = ["coordX", "coordY", "coordZ"]
@@ -57,8 +58,9 @@ def run_missing(book_repo: Path, dataset_dir: Path, uids: list[str], out: Path, 
     models = book_repo / "data/part2/models"
     with tempfile.TemporaryDirectory(prefix="book_heldout_") as tmp:
         work = book_workdir(dataset_dir, todo, Path(tmp) / "book")
-        for uid, result in book_analyses(book_repo, work, todo, (models / SEG_STATE).resolve(),
-                                         (models / CLS_STATE).resolve(), batch_size):
+        results = book_analyses(book_repo, work, todo, (models / SEG_STATE).resolve(), (models / CLS_STATE).resolve(),
+                                batch_size)
+        for uid, result in progress(results, total=len(todo), desc="the book's code", unit="CT"):
             atomic_write_text(out / f"{uid}.csv", book_rows(result["candidates"], uid).to_csv(index=False))
 
 
