@@ -191,9 +191,8 @@ def test_seg_import_gives_the_book_networks_probabilities(imported: Path, book_f
 
 
 def test_written_bundles_load_through_the_pipeline_and_record_the_import(imported: Path, book_files: dict[str, Path]) -> None:
-    from lungmonai.pipeline import analyze_ct, load_models, pipeline_settings
-
     from lungmonai.malignancy.size_fusion import FUSION_FILE
+    from lungmonai.pipeline import analyze_ct, load_models, pipeline_settings
 
     models = load_models(imported, device="cpu")
     assert isinstance(models.segmenter, BookSegUNet) and models.malignancy is not None
