@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from lungmonai.malignancy.size_fusion import FUSION_FILE
 from tests.conftest import tests_bundles
 from tests.helpers import CodePayload, FakeDataset, write_luna_dataset
 
@@ -255,7 +256,7 @@ def untrained_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for seed, name in enumerate(("nodule_seg", "nodule_cls", "nodule_malignancy")):
         root = bundles / name
         shutil.copytree(REPO / "bundles" / name / "configs", root / "configs",
-                    ignore=shutil.ignore_patterns("size_fusion.json"))  # fitted to the shipped weights
+                    ignore=shutil.ignore_patterns(FUSION_FILE.name))  # fitted to the shipped weights
         parser = ConfigParser()
         parser.read_config(str(root / "configs/inference.json"))
         parser["bundles_dir"] = str(bundles)

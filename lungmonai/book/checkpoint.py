@@ -35,7 +35,6 @@ Two changes of form, neither of function:
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import pickle
@@ -47,6 +46,7 @@ from typing import Any
 import torch
 
 from lungmonai.config import CONTRACT, contract, copy_configs, find_bundles, network
+from lungmonai.recipe_record import sha256
 from lungmonai.weights import check_plain, load_weights
 
 STAGES: dict[str, tuple[str, str]] = {
@@ -171,14 +171,6 @@ def _check_stage(stage: str) -> None:
 
 # --------------------------------------------------------------------------------------------
 # reading and mapping
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_book_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -381,14 +373,14 @@ def import_record(source: Path, state: Mapping[str, Any], stage: str, weights: P
     plain = {k: state[k] for k in ("model_name", "optimizer_name", "sys_argv", "time") if k in state}
     record: dict[str, Any] = {
         "file": source.name,
-        "sha256": sha256_of(source),
+        "sha256": sha256(source),
         "source": "a checkpoint trained with the code of Deep Learning with PyTorch (Stevens, Antiga, Viehmann; Manning 2020), part 2",
         "stage": stage,
         "book_epoch": state.get("epoch"),
         "book_training_samples": state.get("totalTrainingSamples_count"),
         **{f"book_{k}": v for k, v in plain.items()},
         "weights": f"models/{weights.name}",
-        "weights_sha256": sha256_of(weights),
+        "weights_sha256": sha256(weights),
         "renamed_keys": dict(renamed),
         "input_scaling": ("the book's network reads HU clipped to [-1000, 1000], this one reads them scaled to [-1, 1]: "
                           f"the running mean and variance of {INPUT_BATCHNORM[STAGES[stage][1]]} were rescaled "

@@ -25,6 +25,7 @@ from lungmonai.geometry import xyz_to_irc
 from lungmonai.io import read_ct
 from lungmonai.pipeline import PipelineSettings, analyze, analyze_ct, evaluate_split, load_models
 from lungmonai.tables.splits import load_split
+from lungmonai.malignancy.size_fusion import FUSION_FILE
 from tests.conftest import tests_bundles
 from tests.helpers import write_dicom_series, write_reoriented
 
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _untrained_bundle(bundles: Path, name: str, seed: int) -> None:
     root = bundles / name
     shutil.copytree(REPO / "bundles" / name / "configs", root / "configs",
-                    ignore=shutil.ignore_patterns("size_fusion.json"))  # fitted to the shipped weights
+                    ignore=shutil.ignore_patterns(FUSION_FILE.name))  # fitted to the shipped weights
     shutil.copy(tests_bundles() / "contract.json", bundles / "contract.json")
     parser = ConfigParser()
     parser.read_config(str(root / "configs/inference.json"))
