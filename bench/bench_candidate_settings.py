@@ -2,12 +2,13 @@
 threshold, erosion and cap is then grouped, classified and scored on the same probabilities.
 
     python bench/bench_candidate_settings.py --dataset_dir data/luna16_full [--part val] [--bundles DIR]
-        [--out DIR] [--baseline DETECTIONS.csv]
+        [--caps 300 0] [--seg_powers 0 1] [--out DIR] [--baseline DETECTIONS.csv]
 
-It is how the pipeline's ``seg_threshold``, ``erosion_mm``, ``max_components`` and ``flip_tta_top``
-are chosen: on the val series only (never the held-out set). Per variant: CPM, sensitivity at
+It is how the pipeline's ``seg_threshold``, ``erosion_mm``, ``max_components``, ``flip_tta_top`` and
+``seg_score_power`` are chosen: on the val series only (never the held-out set). Per variant: CPM, sensitivity at
 1 and 8 FP/scan, complete misses (nodules no candidate reaches, after the cap), misses before the
-cap, components per CT and seconds per CT for grouping and classification. ``--out`` keeps each
+cap, components per CT and seconds per CT for grouping and classification. A cap of 0 keeps every
+component, as the pipeline's ``max_components`` 0 does. ``--out`` keeps each
 variant's detections (LUNA16 columns); ``--baseline`` takes such a file, made with other weights
 on the same CTs, and adds each variant's paired CPM difference against it (scans resampled
 jointly: two separate intervals on 49 scans overlap long after the systems differ).
@@ -38,6 +39,7 @@ from lungmonai.io.grid import to_grid  # noqa: E402
 from lungmonai.io.orient import to_lps  # noqa: E402
 from lungmonai.metrics.froc import compute_froc, hit_matrix, paired_cpm_difference  # noqa: E402
 from lungmonai.pipeline import load_models, pipeline_settings  # noqa: E402
+from lungmonai.pipeline.analysis import nodule_score  # noqa: E402
 from lungmonai.pipeline.evaluation import truth_table  # noqa: E402
 from lungmonai.segmentation import segment_ct  # noqa: E402
 from lungmonai.tables.splits import load_split  # noqa: E402
@@ -45,8 +47,8 @@ from lungmonai.tables.splits import load_split  # noqa: E402
 XYZ = ["center_x", "center_y", "center_z"]
 
 
-def _variants(args: argparse.Namespace) -> list[tuple[float, int, int, int]]:
-    return list(itertools.product(args.thresholds, args.erosions, args.caps, args.tta))
+def _variants(args: argparse.Namespace) -> list[tuple[float, int, int, int, float]]:
+    return list(itertools.product(args.thresholds, args.erosions, args.caps, args.tta, args.seg_powers))
 
 
 def main() -> None:
@@ -57,8 +59,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N series only")
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.5])
     ap.add_argument("--erosions", type=int, nargs="+", default=[0], help="erosion iterations on the working grid")
-    ap.add_argument("--caps", type=int, nargs="+", default=[300])
+    ap.add_argument("--caps", type=int, nargs="+", default=[300], help="max_components values (0: every component)")
     ap.add_argument("--tta", type=int, nargs="+", default=[32], help="flip_tta_top values")
+    ap.add_argument("--seg_powers", type=float, nargs="+", default=[1.0], help="seg_score_power values")
     ap.add_argument("--out", type=Path, default=None, help="write each variant's detections here")
     ap.add_argument("--baseline", type=Path, default=None, help="detections of other weights on the same CTs")
     args = ap.parse_args()
@@ -91,18 +94,21 @@ def main() -> None:
                 every = group_segmentation(prob, ct.hu, ct.geometry, mask=mask, max_components=None)
             # The caps keep prefixes of one ranking: classify the longest once, and average the
             # flips of a crop once, whichever cap's top it is in.
-            groups = every.iloc[: max(args.caps)].copy()
+            longest = None if 0 in args.caps else max(args.caps)
+            groups = every.iloc[:longest].copy()
+            p_seg = groups["p_seg_max"].to_numpy(np.float64)
             images = crop_images(ct, groups[XYZ].to_numpy(np.float64), models.crop_transform)
             plain = predict_logits(models.classifier, images, **run)
             shared = time.perf_counter() - start
             flipped: dict[int, torch.Tensor] = {}
             reach = (hit_matrix(t_xyz, t["diameter_mm"].to_numpy(), every[XYZ].to_numpy(np.float64)).any(axis=1)
                      if len(t) else np.zeros(0, bool))
-            for cap, tta in itertools.product(args.caps, args.tta):
-                v = (threshold, erosion, cap, tta)
+            for cap, tta, power in itertools.product(args.caps, args.tta, args.seg_powers):
+                v = (threshold, erosion, cap, tta, power)
                 start = time.perf_counter()
-                logits = plain[:cap].clone()
-                top = np.argsort(-class1_probability(logits), kind="stable")[:tta]
+                n_kept = cap or len(groups)
+                logits = plain[:n_kept].clone()
+                top = np.argsort(-nodule_score(class1_probability(logits), p_seg[:n_kept], power), kind="stable")[:tta]
                 need = [int(k) for k in top if int(k) not in flipped]
                 if need:
                     others = predict_logits(models.classifier, images[torch.tensor(need)], flips=OTHER_FLIPS, **run)
@@ -110,9 +116,9 @@ def main() -> None:
                         flipped[k] = row
                 for k in top:
                     logits[int(k)] = flipped[int(k)]
-                kept = groups.iloc[:cap].copy()
-                kept["probability"] = class1_probability(logits)
-                stats[v]["seconds"].append(shared * min(cap, len(groups)) / max(len(groups), 1) + time.perf_counter() - start)
+                kept = groups.iloc[:n_kept].copy()
+                kept["probability"] = nodule_score(class1_probability(logits), p_seg[:n_kept], power)
+                stats[v]["seconds"].append(shared * min(n_kept, len(groups)) / max(len(groups), 1) + time.perf_counter() - start)
                 stats[v]["found"].append(len(every))
                 stats[v]["kept"].append(len(kept))
                 stats[v]["pre_miss"].append(float((~reach).sum()))
@@ -121,14 +127,14 @@ def main() -> None:
         print(f"{n + 1}/{len(series)} {uid[-8:]} seg {seg_seconds[-1]:.1f} s", file=sys.stderr, flush=True)
     print(f"\n{len(series)} {args.part} CTs, {len(truth)} nodules; segmentation {np.median(seg_seconds):.1f} s/CT (median)\n")
     baseline = pd.read_csv(args.baseline) if args.baseline else None
-    print("| seg threshold | erosion | cap | flip TTA top | CPM | sens @1 | sens @8 | misses | misses before cap | "
+    print("| seg threshold | erosion | cap | flip TTA top | seg score power | CPM | sens @1 | sens @8 | misses | misses before cap | "
           "components/CT (median found, kept) | group+classify s/CT |" + (" CPM minus baseline (95% CI) |" if baseline is not None else ""))
-    print("|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if baseline is not None else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if baseline is not None else ""))
     for v in variants:
         det = pd.concat(rows[v], ignore_index=True)[["seriesuid", "coordX", "coordY", "coordZ", "probability"]]
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
-            det.to_csv(args.out / f"detections_t{v[0]:g}_e{v[1]}_c{v[2]}_tta{v[3]}.csv", index=False)
+            det.to_csv(args.out / f"detections_t{v[0]:g}_e{v[1]}_c{v[2]}_tta{v[3]}_p{v[4]:g}.csv", index=False)
         froc = compute_froc(det, truth, series)
         s = stats[v]
         misses = froc["total_nodules"] - froc["detected"]
@@ -136,7 +142,7 @@ def main() -> None:
         if baseline is not None:
             d = paired_cpm_difference(baseline, det, truth, series)
             paired = f" {d['difference']:+.3f} ({d['difference_ci'][0]:+.3f} to {d['difference_ci'][1]:+.3f}) |"
-        print(f"| {v[0]} | {v[1]} | {v[2]} | {v[3]} | {froc['cpm']:.3f} | {froc['sensitivities'][3]:.3f} | "
+        print(f"| {v[0]} | {v[1]} | {v[2] or 'all'} | {v[3]} | {v[4]:g} | {froc['cpm']:.3f} | {froc['sensitivities'][3]:.3f} | "
               f"{froc['sensitivities'][6]:.3f} | {misses} | {int(sum(s['pre_miss']))} | "
               f"{np.median(s['found']):.0f}, {np.median(s['kept']):.0f} | {np.median(s['seconds']):.1f} |{paired}", flush=True)
 

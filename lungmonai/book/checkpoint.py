@@ -77,6 +77,7 @@ BOOK_PIPELINE: dict[str, Any] = {
     "erosion_mm": 0.6,
     "flip_tta_top": 0,
     "max_components": 0,
+    "seg_score_power": 0.0,
     "restrict_to_lungs": False,
     "nodule_threshold": 0.5,
     "malignancy_threshold": 0.5,
@@ -116,7 +117,7 @@ REPRODUCES_BOOK = [
     "one binary erosion with the 6-neighbour cross (erosion_mm 0.6 gives one iteration for in-plane pixels of 0.4 to 1.2 mm)",
     "6-connected components; each centre the centre of mass weighted by clip(HU, -1000, 1000) + 1001",
     "32x48x48 classifier crops whose first voxel is the rounded centre minus 16, 24, 24",
-    "P(nodule) the softmax of the two logits; a nodule when >= 0.5 (the book reports > 0.5)",
+    "P(nodule) the softmax of the two logits, not weighted by the segmentation (seg_score_power 0); a nodule when >= 0.5 (the book reports > 0.5)",
     "float32 forward passes (precision fp32), no flip averaging (flip_tta_top 0)",
     "whole slices segmented (restrict_to_lungs false) and every component classified (max_components 0)",
 ]

@@ -160,7 +160,9 @@ def evaluate_split(
         c = analysis.candidates
         frame = pd.DataFrame({"seriesuid": uid, "coordX": c["center_x"], "coordY": c["center_y"],
                               "coordZ": c["center_z"], "probability": c["p_nodule"],
-                              "p_nodule": c["p_nodule"], "p_malignant": c["p_malignant"],
+                              "p_nodule": c["p_nodule"],
+                              "p_nodule_image": c["p_nodule_image"] if "p_nodule_image" in c else c["p_nodule"],
+                              "p_malignant": c["p_malignant"],
                               "p_malignant_image": c["p_malignant_image"] if "p_malignant_image" in c else c["p_malignant"],
                               "diameter_mm": c["diameter_mm"] if "diameter_mm" in c else np.nan})
         detections.append(frame)

@@ -131,6 +131,10 @@ def _size_fields(component: Component | None, spacing_irc: np.ndarray) -> dict[s
     return {k: round(v, 1) for k, v in size.items()}
 
 
+def _rounded_or_none(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 4)
+
+
 def _records(analysis: Analysis, settings: PipelineSettings,
              type_model: Any = None) -> tuple[list[dict[str, Any]], list[Component | None]]:
     records = []
@@ -145,6 +149,9 @@ def _records(analysis: Analysis, settings: PipelineSettings,
             "center_xyz": [round(float(v), 2) for v in (row.center_x, row.center_y, row.center_z)],
             "center_irc": xyz_to_irc(np.array([row.center_x, row.center_y, row.center_z]), geometry).tolist(),
             "p_nodule": round(float(row.p_nodule), 4),
+            # the classifier's own, before the segmentation's weight (seg_score_power)
+            "p_nodule_image": round(float(getattr(row, "p_nodule_image", row.p_nodule)), 4),
+            "p_seg_max": _rounded_or_none(getattr(row, "p_seg_max", None)),
             "p_malignant": None if p_mal is None else round(p_mal, 4),
             "p_malignant_image": None if pd.isna(p_image) else round(float(p_image), 4),
             "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),  # unrounded, as the confusion table decides

@@ -293,6 +293,7 @@ def test_one_ct_as_mhd_nifti_and_dicom_in_one_folder_gives_the_same_findings(
     ({"crop_batch_size": 0}, "crop_batch_size must be >= 1"), ({"seg_batch_size": 0}, "seg_batch_size must be >= 1"),
     ({"max_pictures": -1}, "max_pictures must be >= 0"), ({"max_components": -5}, "max_components must be >= 0"),
     ({"restrict_to_lungs": "maybe"}, "restrict_to_lungs: expected a boolean"),
+    ({"seg_score_power": -1.0}, "seg_score_power must be >= 0"),
 ])
 def test_settings_refuse_impossible_values(bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -315,7 +316,40 @@ def test_flip_tta_rescores_only_the_top_candidates(tiny_prepared: Path, models) 
     assert set(np.flatnonzero(changed)) <= set(top)
     xyz = plain[["center_x", "center_y", "center_z"]].to_numpy()[top]
     expected = class1_probability(predict_logits(models.classifier, crop_images(ct, xyz, models.crop_transform), flips=FLIP_DIMS))
-    np.testing.assert_allclose(rescored["p_nodule"].to_numpy()[top], expected, rtol=1e-5)
+    np.testing.assert_allclose(rescored["p_nodule_image"].to_numpy()[top], expected, rtol=1e-5)
+
+
+def test_p_nodule_is_the_classifiers_probability_weighted_by_the_segmentations(tiny_prepared: Path, models,
+                                                                                tmp_path: Path) -> None:
+    from lungmonai.segmentation import segment_ct
+
+    ct_path = sorted(tiny_prepared.glob("subset*/*.mhd"))[0]
+    ct = read_ct(ct_path)
+    # a threshold that leaves components of clearly different segmentation scores
+    threshold = float(np.quantile(segment_ct(ct, models.segmenter), 0.99))
+    settings = PipelineSettings(seg_threshold=threshold, erosion_mm=0.0, max_components=8, flip_tta_top=0,
+                                nodule_threshold=0.0, precision="fp32")
+    weighted = analyze_ct(ct, models, settings).candidates
+    alone = analyze_ct(ct, models, replace(settings, seg_score_power=0.0)).candidates
+    squared = analyze_ct(ct, models, replace(settings, seg_score_power=2.0)).candidates
+    assert len(weighted) == 8 and weighted["p_seg_max"].min() < 0.99 * weighted["p_seg_max"].max()
+    # the classifier's own probability does not depend on the weighting
+    np.testing.assert_allclose(weighted["p_nodule_image"], alone["p_nodule_image"], rtol=1e-6)
+    np.testing.assert_allclose(alone["p_nodule"], alone["p_nodule_image"], rtol=0, atol=0)
+    np.testing.assert_allclose(weighted["p_nodule"], weighted["p_nodule_image"] * weighted["p_seg_max"], rtol=1e-6)
+    np.testing.assert_allclose(squared["p_nodule"], squared["p_nodule_image"] * squared["p_seg_max"] ** 2, rtol=1e-6)
+    # the report shows the score, the classifier's own probability and the segmentation's
+    analyze(ct_path, tmp_path / "out", settings, models, pictures=False)
+    first = json.loads((tmp_path / "out" / f"{ct_path.stem}_report.json").read_text())["nodules"][0]
+    assert first["p_nodule"] == pytest.approx(first["p_nodule_image"] * first["p_seg_max"], abs=2e-4)
+    assert first["p_nodule"] == pytest.approx(weighted["p_nodule"].max(), abs=1e-4)
+
+
+def test_nodule_score_counts_a_missing_segmentation_score_as_one() -> None:
+    from lungmonai.pipeline.analysis import nodule_score
+
+    score = nodule_score(np.array([0.8, 0.8, 0.8]), np.array([0.5, np.nan, 1.0]), 2.0)
+    np.testing.assert_allclose(score, [0.2, 0.8, 0.8])
 
 
 def test_the_books_way_segments_whole_slices_and_classifies_every_component(tiny_prepared: Path, models,
