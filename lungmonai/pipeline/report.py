@@ -153,7 +153,7 @@ def _records(analysis: Analysis, settings: PipelineSettings,
             "p_nodule_image": round(float(getattr(row, "p_nodule_image", row.p_nodule)), 4),
             "p_seg_max": _rounded_or_none(getattr(row, "p_seg_max", None)),
             "p_malignant": None if p_mal is None else round(p_mal, 4),
-            "p_malignant_image": None if pd.isna(p_image) else round(float(p_image), 4),
+            "p_malignant_image": _rounded_or_none(p_image),
             "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),  # unrounded, as the confusion table decides
             "voxels": int(row.voxels),
             "diameter_mm": round(float(row.diameter_mm), 2),
