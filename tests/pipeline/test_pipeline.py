@@ -194,8 +194,11 @@ def test_cli_flags_override_the_bundle_settings(monkeypatch, tmp_path: Path) -> 
     assert seen["device"] == "cpu"
     assert cli.main(["analyze", str(ct), "--restrict_to_lungs", "false"]) == 0
     assert seen["s"].restrict_to_lungs is False, "the text 'false' switched the lung box on"
+    assert cli.main(["analyze", str(ct), "--seg_score_power", "0"]) == 0
+    assert seen["s"].seg_score_power == 0.0, "the classifier's probability alone was not reachable from the command line"
     cli.main(["analyze", str(ct)])
     assert seen["s"].flip_tta_top == 32  # the bundles' contract
+    assert seen["s"].seg_score_power == 1.0
 
 
 def test_settings_come_from_the_bundles_directory_given(tmp_path: Path, monkeypatch) -> None:
