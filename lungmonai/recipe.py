@@ -12,7 +12,8 @@ From nothing, on the LUNA16-resolution embedded dataset (``bundles/recipe.json``
 4. choose the pipeline's operating point on the validation series, for the stated false
    positives per scan, and write it into the bundles' contract; on the nodules found there,
    choose whether P(malignant) is blended with the measured diameter
-   (:mod:`lungmonai.malignancy.size_fusion`);
+   (:mod:`lungmonai.malignancy.size_fusion`), then the P(malignant) threshold that calls the
+   stated share of their malignant ones malignant (:mod:`lungmonai.malignancy.operating`);
 5. generate the held-out set (LIDC patients the development data does not use) and analyse it
    once, with the chosen settings;
 6. write each bundle's provenance and held-out figures into its ``metadata.json``.
@@ -46,7 +47,7 @@ from lungmonai.usererrors import run_command
 from lungmonai.workflow import run_bundle, run_stage, start_bundle
 
 STEPS = ("generate", "check", "prepare", "classifier", "segmentation", "mine", "hard_negatives", "malignancy",
-         "operating_point", "size_fusion", "heldout", "evaluate", "record")
+         "operating_point", "size_fusion", "malignancy_threshold", "heldout", "evaluate", "record")
 TRAINED = {"classifier": "nodule_cls", "segmentation": "nodule_seg", "malignancy": "nodule_malignancy"}
 RECIPE_CONFIGS = ("train.json", "recipe.json")
 HARD_NEGATIVES_CONFIG = "hard_negatives.json"
@@ -234,7 +235,7 @@ def _hard_negatives(r: Recipe) -> dict[str, Any]:
 def _operating_point(r: Recipe) -> dict[str, Any]:
     """Analyse the val series and take the nodule threshold at the stated false positives per scan."""
     from lungmonai.pipeline import evaluate_split, load_models, pipeline_settings
-    from lungmonai.pipeline.operating import operating_threshold, write_nodule_threshold
+    from lungmonai.pipeline.operating import operating_threshold, write_threshold
 
     target = float(r.settings["operating_point"]["fp_per_scan"])
     out = r.out / "val"
@@ -243,7 +244,7 @@ def _operating_point(r: Recipe) -> dict[str, Any]:
     metrics = evaluate_split(r.dataset, "val", out, pipeline_settings(r.bundles, nodule_threshold=0.0),
                              load_models(r.bundles), n_boot=int(r.settings["bootstrap"]), reports=False)
     point = operating_threshold(out / "detections.csv", r.dataset, "val", target)
-    write_nodule_threshold(r.bundles, point["threshold"])
+    write_threshold(r.bundles, "nodule_threshold", point["threshold"])
     print(f"operating point on val: P(nodule) >= {point['threshold']:.3f} gives {point['fp_per_scan']:.2f} FP/scan "
           f"at sensitivity {point['sensitivity']:.3f}; written to {r.bundles / 'contract.json'}")
     return {"val_cpm": metrics["cpm"], "val_cpm_ci": metrics["cpm_ci"], **point}
@@ -268,6 +269,30 @@ def _size_fusion(r: Recipe) -> dict[str, Any]:
           f"diameter {cv['diameter']['auc']:.3f}, blend {cv['blend']['auc']:.3f}; "
           f"{'used' if fusion['use'] else 'not used'} (written to {path})")
     return {"use": fusion["use"], "cv_auc": {k: v["auc"] for k, v in cv.items()}}
+
+
+def _malignancy_threshold(r: Recipe) -> dict[str, Any]:
+    """Call findings malignant from the P(malignant) (as the pipeline now reports it, size fusion
+    included) at which the stated share of the val malignant nodules found is called malignant."""
+    from lungmonai.config import contract
+    from lungmonai.malignancy.operating import threshold_from_detections
+    from lungmonai.malignancy.size_fusion import load_fusion
+    from lungmonai.pipeline.operating import write_threshold
+
+    target = float(r.settings["operating_point"]["malignant_recall"])
+    pipeline = contract(r.bundles)["pipeline"]
+    try:
+        point = threshold_from_detections(r.dataset, r.out / "val/detections.csv", pipeline["nodule_threshold"],
+                                          load_fusion(r.bundles), target)
+    except ValueError as error:  # no malignant nodule found on val: nothing to choose from
+        print(f"malignancy threshold left at {pipeline['malignancy_threshold']}: {error}")
+        return {"skipped": str(error)}
+    path = write_threshold(r.bundles, "malignancy_threshold", point["threshold"])
+    benign = point["benign_called_malignant"]
+    print(f"malignancy threshold on val: P(malignant) >= {point['threshold']:.3f} calls {point['recall']:.2f} of the "
+          f"{point['malignant']} malignant nodules found malignant (target {target})"
+          + (f" and {benign:.2f} of the benign ones" if benign is not None else "") + f"; written to {path}")
+    return point
 
 
 def make_heldout(out: Path, settings: dict[str, Any], series: int, seed: int, workers: int | None = None) -> None:
@@ -322,7 +347,8 @@ def _run(r: Recipe, steps: Sequence[str]) -> None:
         "segmentation": lambda r: _train_one(r, "segmentation"),
         "malignancy": lambda r: _train_one(r, "malignancy"),
         "mine": _mine, "hard_negatives": _hard_negatives,
-        "operating_point": _operating_point, "size_fusion": _size_fusion, "heldout": _heldout, "evaluate": _evaluate, "record": _record,
+        "operating_point": _operating_point, "size_fusion": _size_fusion,
+        "malignancy_threshold": _malignancy_threshold, "heldout": _heldout, "evaluate": _evaluate, "record": _record,
     }
     todo = [s for s in STEPS if s in steps and not r.done(s)]
     for s in steps:

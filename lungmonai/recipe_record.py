@@ -96,7 +96,7 @@ def _hard_negatives(bundle_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
 
 def held_out_metrics(state: dict[str, Any]) -> dict[str, Any]:
     """The figures every bundle reports: the end-to-end pipeline on the held-out set, and the
-    operating point chosen on val."""
+    operating points chosen on val."""
     steps = state["steps"]
     out: dict[str, Any] = {}
     if "evaluate" in steps:
@@ -110,6 +110,10 @@ def held_out_metrics(state: dict[str, Any]) -> dict[str, Any]:
         o = steps["operating_point"]
         out.update({"val_cpm": o.get("val_cpm"), "nodule_threshold": o.get("threshold"),
                     "val_fp_per_scan": o.get("fp_per_scan"), "val_sensitivity": o.get("sensitivity")})
+    if "threshold" in steps.get("malignancy_threshold", {}):  # chosen, not skipped for want of malignant nodules
+        m = steps["malignancy_threshold"]
+        out.update({"malignancy_threshold": m["threshold"], "val_malignant_recall": m.get("recall"),
+                    "val_benign_called_malignant": m.get("benign_called_malignant")})
     return out
 
 

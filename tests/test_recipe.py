@@ -71,6 +71,12 @@ def test_the_recipe_runs_every_step_resumes_after_a_stop_and_records_the_weights
     contract = json.loads((bundles / "contract.json").read_text())
     assert contract["pipeline"]["nodule_threshold"] == point["threshold"]
     assert point["fp_per_scan"] <= 1.0
+    # So is the malignancy threshold, unless val found no malignant nodule to choose it on.
+    malignancy = state["steps"]["malignancy_threshold"]
+    if "skipped" in malignancy:
+        assert contract["pipeline"]["malignancy_threshold"] == json.loads((REPO / "bundles/contract.json").read_text())["pipeline"]["malignancy_threshold"]
+    else:
+        assert contract["pipeline"]["malignancy_threshold"] == malignancy["threshold"] and malignancy["recall"] >= 0.9
 
     # Each trained bundle's metadata names its weights' hash, data, recipe and held-out figures.
     for bundle in ("nodule_cls", "nodule_seg", "nodule_malignancy"):

@@ -90,14 +90,21 @@ def test_the_pipeline_bundle_reports_the_figures_of_the_weights_it_runs(tmp_path
     state = {"steps": {"evaluate": {"cpm": 0.76, "cpm_ci": [0.7, 0.82], "malignant_recall": 0.8,
                                     "fps_per_scan": [0.125, 8.0], "sensitivities": [0.6, 0.82],
                                     "nodules": 193, "never_reached": 25},
-                       "operating_point": {"val_cpm": 0.84, "threshold": 0.42, "fp_per_scan": 1.0, "sensitivity": 0.85}}}
+                       "operating_point": {"val_cpm": 0.84, "threshold": 0.42, "fp_per_scan": 1.0, "sensitivity": 0.85},
+                       "malignancy_threshold": {"threshold": 0.13, "recall": 0.92, "benign_called_malignant": 0.37}}}
     write_pipeline_metrics(root, SETTINGS, state)
     metadata = json.loads((root / "nodule_pipeline/configs/metadata.json").read_text())
     assert "cpm" not in metadata["eval_metrics"], "an earlier model's figure survived"
     assert metadata["eval_metrics"]["heldout_cpm"] == 0.76 and metadata["eval_metrics"]["heldout_never_reached"] == 25
     assert metadata["eval_metrics"]["nodule_threshold"] == 0.42
+    assert metadata["eval_metrics"]["malignancy_threshold"] == 0.13 and metadata["eval_metrics"]["val_malignant_recall"] == 0.92
     assert metadata["grid_spacing_xyz"] == [1.0, 1.0, 1.25]
     assert metadata["version"] == "0.3.1"
+
+    # A recipe whose val found no malignant nodule left the threshold alone, and says nothing of it.
+    state["steps"]["malignancy_threshold"] = {"skipped": "no malignant nodule among the 3 found"}
+    write_pipeline_metrics(root, SETTINGS, state)
+    assert "malignancy_threshold" not in json.loads((root / "nodule_pipeline/configs/metadata.json").read_text())["eval_metrics"]
 
 
 def test_a_resumed_training_records_its_time_over_every_resume(tmp_path: Path) -> None:

@@ -200,17 +200,16 @@ def apply_fusion(fusion: dict[str, Any] | None, p_image: np.ndarray, diameter_mm
     return blend_probability(fusion["weights"], p, np.asarray(diameter_mm, dtype=np.float64))
 
 
-def fit_from_detections(dataset_dir: str | os.PathLike[str], detections_csv: str | os.PathLike[str],
-                        nodule_threshold: float, **choose: Any) -> dict[str, Any]:
-    """:func:`choose_fusion` on the nodules an evaluation's reported findings hit.
+def found_by_detections(dataset_dir: str | os.PathLike[str], detections_csv: str | os.PathLike[str],
+                        nodule_threshold: float) -> pd.DataFrame:
+    """The annotated nodules an evaluation's reported findings hit at ``nodule_threshold``, each
+    with the image model's own P(malignant) (``p_malignant``; NaN where the analysis did not rate
+    it), the measured diameter of its most likely finding and ``mal_bool``: what a user of the
+    pipeline gets, and what the validation's malignancy choices are made on.
 
-    ``detections_csv``: what :func:`lungmonai.pipeline.evaluation.evaluate_split` wrote for the
-    validation series. The nodules are those found at ``nodule_threshold``, with the P(malignant)
-    and measured diameter of each one's most likely finding, exactly as the evaluation's diameter
-    baseline takes them, so the choice is made on what a user of the pipeline gets. The image
-    model's raw probability (``p_malignant_image``, when the analysis already applied a fusion)
-    is what is fitted, never an earlier blend. Found nodules without a P(malignant) (below the
-    threshold the analysis scored malignancy at) are left out and counted in ``unscored``.
+    ``detections_csv``: what :func:`lungmonai.pipeline.evaluation.evaluate_split` wrote. The image
+    model's raw probability (``p_malignant_image``, when the analysis already applied a fusion) is
+    taken, never an earlier blend. ``attrs["series"]``: how many series the detections cover.
     """
     from lungmonai.metrics.baseline import found_nodules
     from lungmonai.pipeline.evaluation import truth_table
@@ -221,10 +220,23 @@ def fit_from_detections(dataset_dir: str | os.PathLike[str], detections_csv: str
     truth = truth_table(Path(dataset_dir))
     truth = truth[truth["seriesuid"].isin(set(detections["seriesuid"]))]
     found = found_nodules(truth, detections, nodule_threshold)
+    found.attrs["series"] = int(detections["seriesuid"].nunique())
+    return found
+
+
+def fit_from_detections(dataset_dir: str | os.PathLike[str], detections_csv: str | os.PathLike[str],
+                        nodule_threshold: float, **choose: Any) -> dict[str, Any]:
+    """:func:`choose_fusion` on the nodules an evaluation's reported findings hit
+    (:func:`found_by_detections`), with the P(malignant) and measured diameter of each one's most
+    likely finding, exactly as the evaluation's diameter baseline takes them. Found nodules
+    without a P(malignant) (below the threshold the analysis scored malignancy at) are left out
+    and counted in ``unscored``.
+    """
+    found = found_by_detections(dataset_dir, detections_csv, nodule_threshold)
     scored = found[found["p_malignant"].notna()]
     result = choose_fusion(scored["p_malignant"].to_numpy(), scored["measured_diameter_mm"].to_numpy(),
                            scored["mal_bool"].to_numpy(bool), **choose)
-    return {**result, "nodule_threshold": float(nodule_threshold), "series": int(detections["seriesuid"].nunique()),
+    return {**result, "nodule_threshold": float(nodule_threshold), "series": found.attrs["series"],
             "unscored": int(len(found) - len(scored))}
 
 

@@ -52,9 +52,18 @@ def operating_threshold(detections_csv: str | Path, dataset_dir: str | Path, par
     return threshold_for_fp_rate(froc["curve_fps"], froc["curve_sensitivity"], froc["curve_thresholds"], fp_per_scan)
 
 
-def write_nodule_threshold(bundles_dir: str | Path, threshold: float) -> Path:
-    """Set the contract's ``pipeline.nodule_threshold`` (atomically; every other byte kept)."""
+THRESHOLDS = ("nodule_threshold", "malignancy_threshold")
+"""The pipeline settings the validation chooses (this module, :mod:`lungmonai.malignancy.operating`)."""
+
+
+def write_threshold(bundles_dir: str | Path, name: str, threshold: float) -> Path:
+    """Set the contract's ``pipeline.<name>``, one of :data:`THRESHOLDS` (atomically; every other
+    byte kept)."""
+    if name not in THRESHOLDS:
+        raise ValueError(f"{name!r} is not a chosen threshold; those are {', '.join(THRESHOLDS)}")
+    if not 0.0 <= threshold <= 1.0:  # also refuses NaN
+        raise ValueError(f"{name} must be a probability in [0, 1], got {threshold}")
     path = Path(bundles_dir) / "contract.json"
     contract: dict[str, Any] = json.loads(path.read_text())
-    contract["pipeline"]["nodule_threshold"] = float(threshold)
+    contract["pipeline"][name] = float(threshold)
     return atomic_write_text(path, json.dumps(contract, indent=4) + "\n")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lungmonai.pipeline import pipeline_settings
-from lungmonai.pipeline.operating import threshold_for_fp_rate, write_nodule_threshold
+from lungmonai.pipeline.operating import threshold_for_fp_rate, write_threshold
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,12 +35,22 @@ def test_a_budget_no_mark_meets_reports_nothing_rather_than_everything() -> None
         threshold_for_fp_rate(fps, fps, fps, -1.0)
 
 
-def test_the_chosen_threshold_is_what_the_pipeline_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["nodule_threshold", "malignancy_threshold"])
+def test_the_chosen_threshold_is_what_the_pipeline_reads(tmp_path: Path, name: str) -> None:
     bundles = tmp_path / "bundles"
     shutil.copytree(REPO / "bundles", bundles, ignore=shutil.ignore_patterns("models", "runs", "eval"))
     before = json.loads((bundles / "contract.json").read_text())
-    write_nodule_threshold(bundles, 0.8125)
+    write_threshold(bundles, name, 0.8125)
     after = json.loads((bundles / "contract.json").read_text())
-    assert pipeline_settings(bundles).nodule_threshold == 0.8125
-    after["pipeline"]["nodule_threshold"] = before["pipeline"]["nodule_threshold"]
+    assert getattr(pipeline_settings(bundles), name) == 0.8125
+    after["pipeline"][name] = before["pipeline"][name]
     assert after == before, "writing the threshold changed another setting"
+
+
+def test_only_a_chosen_threshold_and_a_probability_are_written(tmp_path: Path) -> None:
+    (tmp_path / "contract.json").write_text('{"pipeline": {"nodule_threshold": 0.5}}')
+    with pytest.raises(ValueError, match="seg_threshold.*not a chosen threshold"):
+        write_threshold(tmp_path, "seg_threshold", 0.2)
+    with pytest.raises(ValueError, match="probability"):
+        write_threshold(tmp_path, "malignancy_threshold", 1.5)
+    assert json.loads((tmp_path / "contract.json").read_text()) == {"pipeline": {"nodule_threshold": 0.5}}
