@@ -280,10 +280,13 @@ def _malignancy_threshold(r: Recipe) -> dict[str, Any]:
     from lungmonai.pipeline.operating import write_threshold
 
     target = float(r.settings["operating_point"]["malignant_recall"])
+    if not 0.0 < target <= 1.0:  # a wrong setting is an error, not a skipped step
+        raise ValueError(f"{r.bundles / 'recipe.json'}: operating_point.malignant_recall must be in (0, 1], got {target}")
     pipeline = contract(r.bundles)["pipeline"]
+    fusion = load_fusion(r.bundles)
     try:
         point = threshold_from_detections(r.dataset, r.out / "val/detections.csv", pipeline["nodule_threshold"],
-                                          load_fusion(r.bundles), target)
+                                          fusion, target)
     except ValueError as error:  # no malignant nodule found on val: nothing to choose from
         print(f"malignancy threshold left at {pipeline['malignancy_threshold']}: {error}")
         return {"skipped": str(error)}

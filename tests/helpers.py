@@ -120,6 +120,19 @@ class FakeDataset:
         return sorted(self.series)
 
 
+MALIGNANCY_HEADER = ("seriesuid,coordX,coordY,coordZ,diameter_mm,mal_bool,mal_details,"
+                     "bboxLowX,bboxLowY,bboxLowZ,bboxHighX,bboxHighY,bboxHighZ,len_mal_details\n")
+
+
+def write_nodule_tables(root: Path, uids: list[str], diameters, malignant) -> None:
+    """``annotations.csv`` and ``annotations_with_malignancy.csv`` with one nodule per series, at
+    the origin: for tests that score findings against the tables without any CT."""
+    (root / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n" + "".join(
+        f"{u},0,0,0,{d:.2f}\n" for u, d in zip(uids, diameters)))
+    (root / "annotations_with_malignancy.csv").write_text(MALIGNANCY_HEADER + "".join(
+        f'{u},0,0,0,{d:.2f},{bool(m)},"[3, 3, 3]",-4,-4,-4,4,4,4,3\n' for u, d, m in zip(uids, diameters, malignant)))
+
+
 def series_uid(index: int) -> str:
     return f"{UID_PREFIX}.{index:04d}"
 

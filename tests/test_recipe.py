@@ -121,3 +121,13 @@ def test_overrides_name_a_bundle_key_and_a_json_value() -> None:
     assert _parse_override("nodule_seg.precision=bf16") == ("nodule_seg", "precision", "bf16")
     with pytest.raises(Exception, match="BUNDLE.KEY=VALUE"):
         _parse_override("epochs=4")
+
+
+def test_a_malignant_recall_out_of_range_is_an_error_not_a_skipped_step(tmp_path: Path) -> None:
+    from lungmonai.recipe import Recipe, _malignancy_threshold
+
+    bundles = _bundles(tmp_path)
+    settings = json.loads((bundles / "recipe.json").read_text())
+    settings["operating_point"]["malignant_recall"] = 90
+    with pytest.raises(ValueError, match="recipe.json: operating_point.malignant_recall must be in"):
+        _malignancy_threshold(Recipe(bundles, tmp_path / "out", settings))

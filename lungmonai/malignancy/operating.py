@@ -38,7 +38,7 @@ def threshold_for_recall(p_malignant: np.ndarray, malignant: np.ndarray, recall:
     if positives == 0:
         raise ValueError(f"no malignant nodule among the {y.size} found: a recall cannot be measured")
     # The k-th most suspicious malignant nodule, k the fewest that reach the target (the small
-    # tolerance keeps 0.9 * 10 from rounding up to 10).
+    # tolerance keeps 0.56 * 25, 14.000000000000002 in floating point, from rounding up to 15).
     k = max(math.ceil(recall * positives - 1e-9), 1)
     threshold = float(np.sort(p[y])[::-1][k - 1])
     called = p >= threshold

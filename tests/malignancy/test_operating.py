@@ -11,6 +11,7 @@ import pytest
 
 from lungmonai.malignancy.operating import threshold_for_recall, threshold_from_detections
 from lungmonai.malignancy.size_fusion import apply_fusion
+from tests.helpers import write_nodule_tables
 
 
 def test_the_highest_threshold_reaching_the_recall_is_chosen() -> None:
@@ -25,6 +26,9 @@ def test_the_highest_threshold_reaching_the_recall_is_chosen() -> None:
     assert point["malignant"] == 10 and point["nodules"] == 15
     # A lower target gives a higher threshold, and recall never falls below the target.
     assert threshold_for_recall(p, y, 0.5)["threshold"] == pytest.approx(0.55)
+    # 14 of 25 malignant nodules reach 0.56 exactly, though 0.56 * 25 is 14.000000000000002 in floats.
+    many = np.linspace(1.0, 0.04, 25)
+    assert threshold_for_recall(many, np.ones(25, bool), 0.56)["threshold"] == pytest.approx(many[13])
     assert threshold_for_recall(p, y, 1.0)["threshold"] == pytest.approx(0.05)
     for target in np.linspace(0.05, 1.0, 20):
         assert threshold_for_recall(p, y, target)["recall"] >= target - 1e-12
@@ -45,24 +49,14 @@ def test_ties_count_as_called_and_bad_inputs_are_named() -> None:
         threshold_for_recall(p, np.ones(3, bool), 0.9)
 
 
-def _write_dataset(root: Path, diameters: np.ndarray, malignant: np.ndarray) -> list[str]:
-    uids = [f"s{k}" for k in range(len(diameters))]
-    (root / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n" + "".join(
-        f"{u},0,0,0,{d:.2f}\n" for u, d in zip(uids, diameters)))
-    (root / "annotations_with_malignancy.csv").write_text(
-        "seriesuid,coordX,coordY,coordZ,diameter_mm,mal_bool,mal_details,bboxLowX,bboxLowY,bboxLowZ,"
-        "bboxHighX,bboxHighY,bboxHighZ,len_mal_details\n" + "".join(
-            f'{u},0,0,0,{d:.2f},{bool(m)},"[3, 3, 3]",-4,-4,-4,4,4,4,3\n' for u, d, m in zip(uids, diameters, malignant)))
-    return uids
-
-
 def test_chosen_on_the_nodules_found_with_the_probability_the_pipeline_reports(tmp_path: Path) -> None:
     # Twenty series with one nodule each, hit by a finding at its centre; the last four findings
     # fall below the nodule threshold, so their nodules are not found and do not count.
     rng = np.random.default_rng(3)
     malignant = np.arange(20) % 2 == 0
     diameters = np.where(malignant, 14.0, 6.0) + rng.uniform(-2, 2, 20)
-    uids = _write_dataset(tmp_path, diameters, malignant)
+    uids = [f"s{k}" for k in range(20)]
+    write_nodule_tables(tmp_path, uids, diameters, malignant)
     p_image = np.clip(0.3 + 0.3 * malignant + rng.normal(0, 0.15, 20), 0.01, 0.99)
     p_nodule = np.where(np.arange(20) < 16, 0.9, 0.2)
     pd.DataFrame({"seriesuid": uids, "coordX": 0.5, "coordY": 0.0, "coordZ": 0.0, "probability": p_nodule,

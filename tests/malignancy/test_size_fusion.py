@@ -20,6 +20,7 @@ from lungmonai.malignancy.size_fusion import (
     write_fusion,
 )
 from lungmonai.metrics.classification import roc_auc
+from tests.helpers import write_nodule_tables
 
 
 def _nodules(seed: int, n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -143,12 +144,7 @@ def test_fitted_on_the_nodules_the_pipeline_found_with_the_image_models_own_prob
     uids = [f"s{k}" for k in range(40)]
     malignant = np.arange(40) % 3 == 0
     diameter = np.where(malignant, 16.0, 7.0) + rng.normal(0, 3, 40).clip(-4, 4)
-    (tmp_path / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n" + "".join(
-        f"{u},0,0,0,{d:.2f}\n" for u, d in zip(uids, diameter)))
-    (tmp_path / "annotations_with_malignancy.csv").write_text(
-        "seriesuid,coordX,coordY,coordZ,diameter_mm,mal_bool,mal_details,bboxLowX,bboxLowY,bboxLowZ,"
-        "bboxHighX,bboxHighY,bboxHighZ,len_mal_details\n" + "".join(
-            f'{u},0,0,0,{d:.2f},{bool(m)},"[3, 3, 3]",-4,-4,-4,4,4,4,3\n' for u, d, m in zip(uids, diameter, malignant)))
+    write_nodule_tables(tmp_path, uids, diameter, malignant)
     p_image = np.clip(0.5 + 0.1 * rng.normal(0, 1, 40) + 0.1 * malignant, 0.01, 0.99)
     rows = []
     for u, d, p in zip(uids, diameter, p_image):

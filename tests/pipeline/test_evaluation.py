@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 
 import lungmonai.pipeline.evaluation as evaluation
+from tests.helpers import MALIGNANCY_HEADER
 
-MALIGNANCY_HEADER = ("seriesuid,coordX,coordY,coordZ,diameter_mm,mal_bool,mal_details,"
-                     "bboxLowX,bboxLowY,bboxLowZ,bboxHighX,bboxHighY,bboxHighZ,len_mal_details\n")
 
 
 def _fake_dataset(monkeypatch, tmp_path: Path, series: list[str], detections_xyz: list[tuple[float, float, float]]) -> Path:
