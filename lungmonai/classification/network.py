@@ -13,6 +13,21 @@ import torch
 from torch import nn
 
 
+def max_pool_2x(x: torch.Tensor) -> torch.Tensor:
+    """``nn.MaxPool3d(2, 2)``'s values (even sizes), as three pairwise maxima over strided views.
+
+    Why: on the CPU, ``max_pool3d`` computes argmax indices even under ``no_grad`` and first
+    copies a channels-last input; this does neither. It returns the same numbers, but its
+    gradient splits ties (frequent in bfloat16) where the pool's picks one, so it serves
+    inference only (:meth:`LunaBlock.forward`).
+    """
+    v = x.permute(0, 2, 3, 4, 1)  # channels-last memory order: a view, no copy
+    v = torch.maximum(v[:, 0::2], v[:, 1::2])
+    v = torch.maximum(v[:, :, 0::2], v[:, :, 1::2])
+    v = torch.maximum(v[:, :, :, 0::2], v[:, :, :, 1::2])
+    return v.permute(0, 4, 1, 2, 3)
+
+
 class LunaBlock(nn.Module):
     """Two 3x3x3 conv + ReLU, then a 2x2x2 max-pool halving every spatial dimension."""
 
@@ -24,7 +39,18 @@ class LunaBlock(nn.Module):
         self.pool = nn.MaxPool3d(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.relu(self.conv2(self.relu(self.conv1(x)))))
+        """conv, ReLU, conv, ReLU, pool, computed as conv, ReLU, conv, pool, ReLU: max and ReLU
+        commute, so the values are the same with an eighth of the elements to clip. Without
+        gradients on the CPU the pool is :func:`max_pool_2x`. Measured on 2 CPU cores with the
+        shipped classifier, the 1588 candidates of one held-out CT, bit-identical logits:
+        4.4 s before, 3.8 s with the ReLU moved, 2.9 s with :func:`max_pool_2x` as well (the
+        whole analysis: 7.0 s per CT before, 5.3 s after, median of 10 held-out CTs). A training
+        step (``bench/bench_cls_training.py``, 32 crops) stayed within noise: 357-364 ms before,
+        341-366 ms after.
+        """
+        x = self.conv2(self.relu(self.conv1(x)))
+        x = max_pool_2x(x) if x.device.type == "cpu" and not torch.is_grad_enabled() else self.pool(x)
+        return self.relu(x)
 
 
 class LunaModel(nn.Module):

@@ -96,3 +96,40 @@ def test_trains_one_step():
     opt.step()
     assert all(p.grad is not None for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_inference_pool_gives_the_max_pools_values(channels_last):
+    from lungmonai.classification.network import max_pool_2x
+
+    x = torch.randn(2, 8, 8, 12, 6)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(max_pool_2x(x), nn.functional.max_pool3d(x, 2, 2))
+    bf16 = x.to(torch.bfloat16)  # ties, which bfloat16 makes common, keep the same value
+    assert torch.equal(max_pool_2x(bf16), nn.functional.max_pool3d(bf16, 2, 2))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_a_block_gives_the_books_conv_relu_conv_relu_pool_values(precision):
+    from lungmonai.inference.autocast import autocast_context
+
+    torch.manual_seed(0)
+    model = LunaModel().eval()
+    x = torch.randn(3, 1, 32, 48, 48)
+
+    def book(block, v):  # the book's order: ReLU before the pool
+        return nn.functional.max_pool3d(torch.relu(block.conv2(torch.relu(block.conv1(v)))), 2, 2)
+
+    with autocast_context(precision, "cpu"):
+        with torch.no_grad():
+            v = model.tail_batchnorm(x.contiguous(memory_format=torch.channels_last_3d))
+            for block in (model.block1, model.block2, model.block3, model.block4):
+                expected = book(block, v)
+                assert torch.equal(block(v), expected)
+                v = expected
+            inference = model(x)
+        training = model(x)  # with gradients: MaxPool3d, the same values
+    assert torch.equal(inference, training)
+    training.sum().backward()
+    assert model.block1.conv1.weight.grad is not None and torch.isfinite(model.block1.conv1.weight.grad).all()
