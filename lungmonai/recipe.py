@@ -275,7 +275,7 @@ def _malignancy_threshold(r: Recipe) -> dict[str, Any]:
     """Call findings malignant from the P(malignant) (as the pipeline now reports it, size fusion
     included) at which the stated share of the val malignant nodules found is called malignant."""
     from lungmonai.config import contract
-    from lungmonai.malignancy.operating import threshold_from_detections
+    from lungmonai.malignancy.operating import NoMalignantNodules, threshold_from_detections
     from lungmonai.malignancy.size_fusion import load_fusion
     from lungmonai.pipeline.operating import write_threshold
 
@@ -283,11 +283,10 @@ def _malignancy_threshold(r: Recipe) -> dict[str, Any]:
     if not 0.0 < target <= 1.0:  # a wrong setting is an error, not a skipped step
         raise ValueError(f"{r.bundles / 'recipe.json'}: operating_point.malignant_recall must be in (0, 1], got {target}")
     pipeline = contract(r.bundles)["pipeline"]
-    fusion = load_fusion(r.bundles)
     try:
         point = threshold_from_detections(r.dataset, r.out / "val/detections.csv", pipeline["nodule_threshold"],
-                                          fusion, target)
-    except ValueError as error:  # no malignant nodule found on val: nothing to choose from
+                                          load_fusion(r.bundles), target)
+    except NoMalignantNodules as error:  # a small val series: nothing to choose from
         print(f"malignancy threshold left at {pipeline['malignancy_threshold']}: {error}")
         return {"skipped": str(error)}
     path = write_threshold(r.bundles, "malignancy_threshold", point["threshold"])

@@ -131,3 +131,44 @@ def test_a_malignant_recall_out_of_range_is_an_error_not_a_skipped_step(tmp_path
     settings["operating_point"]["malignant_recall"] = 90
     with pytest.raises(ValueError, match="recipe.json: operating_point.malignant_recall must be in"):
         _malignancy_threshold(Recipe(bundles, tmp_path / "out", settings))
+
+
+def _val_detections(root: Path, malignant: list[bool], p_image: list[float]) -> None:
+    """A val evaluation's detections.csv, one finding at each nodule (P(nodule) 0.9), and the tables."""
+    from tests.helpers import write_nodule_tables
+
+    uids = [f"s{k}" for k in range(len(malignant))]
+    (root / "dev").mkdir(exist_ok=True)
+    write_nodule_tables(root / "dev", uids, [10.0] * len(uids), malignant)
+    (root / "out/val").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"seriesuid": uids, "coordX": 0.0, "coordY": 0.0, "coordZ": 0.0, "probability": 0.9, "p_nodule": 0.9,
+                  "p_malignant": p_image, "p_malignant_image": p_image, "diameter_mm": 10.0}
+                 ).to_csv(root / "out/val/detections.csv", index=False)
+
+
+def test_the_malignancy_step_writes_its_choice_and_skips_only_for_want_of_malignant_nodules(tmp_path: Path) -> None:
+    from lungmonai.pipeline.operating import write_threshold
+    from lungmonai.recipe import Recipe, _malignancy_threshold
+
+    bundles = _bundles(tmp_path)
+    (bundles / "nodule_malignancy/configs/size_fusion.json").unlink()  # the image model's own probability
+    recipe = Recipe(bundles, tmp_path / "out", json.loads((bundles / "recipe.json").read_text()))
+    before = json.loads((bundles / "contract.json").read_text())["pipeline"]["malignancy_threshold"]
+
+    # Ten malignant nodules rated 0.95 .. 0.05 and two benign: recall 0.9 asks for the 9th.
+    _val_detections(tmp_path, [True] * 10 + [False] * 2, [round(0.95 - 0.1 * k, 2) for k in range(10)] + [0.5, 0.01])
+    point = _malignancy_threshold(recipe)
+    assert point["threshold"] == pytest.approx(0.15) and point["recall"] == pytest.approx(0.9)
+    assert point["benign_called_malignant"] == pytest.approx(0.5)
+    assert json.loads((bundles / "contract.json").read_text())["pipeline"]["malignancy_threshold"] == point["threshold"]
+
+    # No malignant nodule found on val: the step is skipped and the threshold left as it was.
+    write_threshold(bundles, "malignancy_threshold", before)
+    _val_detections(tmp_path, [False] * 3, [0.2, 0.4, 0.6])
+    assert "skipped" in _malignancy_threshold(recipe)
+    assert json.loads((bundles / "contract.json").read_text())["pipeline"]["malignancy_threshold"] == before
+
+    # A broken size fusion is an error, not a reason to skip.
+    (bundles / "nodule_malignancy/configs/size_fusion.json").write_text('{"use": true}')
+    with pytest.raises(ValueError, match="size_fusion.json"):
+        _malignancy_threshold(recipe)

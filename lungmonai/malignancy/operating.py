@@ -22,6 +22,11 @@ import numpy as np
 from lungmonai.malignancy.size_fusion import apply_fusion, found_by_detections
 
 
+class NoMalignantNodules(ValueError):
+    """No malignant nodule among those found: there is no recall to choose a threshold for (a
+    small validation series can have none; every other refusal is an error in the inputs)."""
+
+
 def threshold_for_recall(p_malignant: np.ndarray, malignant: np.ndarray, recall: float) -> dict[str, Any]:
     """The highest threshold at which at least ``recall`` of the ``malignant`` nodules have
     ``p_malignant`` at or above it, with the recall reached and the share of benign nodules
@@ -36,7 +41,7 @@ def threshold_for_recall(p_malignant: np.ndarray, malignant: np.ndarray, recall:
         raise ValueError("p_malignant holds NaN: rate every nodule first")
     positives = int(y.sum())
     if positives == 0:
-        raise ValueError(f"no malignant nodule among the {y.size} found: a recall cannot be measured")
+        raise NoMalignantNodules(f"no malignant nodule among the {y.size} found: a recall cannot be measured")
     # The k-th most suspicious malignant nodule, k the fewest that reach the target (the small
     # tolerance keeps 0.56 * 25, 14.000000000000002 in floating point, from rounding up to 15).
     k = max(math.ceil(recall * positives - 1e-9), 1)

@@ -152,7 +152,7 @@ def _records(analysis: Analysis, settings: PipelineSettings,
             # the classifier's own, before the segmentation's weight (seg_score_power)
             "p_nodule_image": round(float(getattr(row, "p_nodule_image", row.p_nodule)), 4),
             "p_seg_max": _rounded_or_none(getattr(row, "p_seg_max", None)),
-            "p_malignant": None if p_mal is None else round(p_mal, 4),
+            "p_malignant": _rounded_or_none(p_mal),
             "p_malignant_image": _rounded_or_none(p_image),
             "malignant": None if p_mal is None else bool(p_mal >= settings.malignancy_threshold),  # unrounded, as the confusion table decides
             "voxels": int(row.voxels),
